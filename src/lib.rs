@@ -1,3 +1,27 @@
-//! lcs-sim: an emulation and test harness for Microsoft KB836410.
+//! lcs-sim: an emulation and test harness for Microsoft KB836410, "Live Communications Server
+//! stops listening on the TLS listening port".
 //!
-//! (Module map filled in as the modules land.)
+//! Auto-enrollment renews the server certificate while the service runs; the renewal resets the
+//! ACL of the private key, so the service account can no longer open it; new TLS handshakes fail,
+//! connections decay to zero, instant messages queue and time out, and after a restart the TLS
+//! listener does not start. This crate models each part of that chain with real components:
+//!
+//! - [`pki`]: a real test CA chain and server certificates (rcgen), issued and renewed;
+//! - [`store`]: an emulated Windows machine store whose private keys carry ACLs, with the
+//!   renewal policies that lose (or keep) the service account's access;
+//! - [`config`]: `lcs.toml`, the listening connections and routes that name the certificate by
+//!   issuer + serial, as LCS's WMI configuration does;
+//! - [`eventlog`]: the deployment's application event log;
+//! - [`deployment`]: a deployment folder tying them together (`lcs-sim init`);
+//! - [`clock`]: the one source of time, so the same code runs live and on virtual time.
+
+#![forbid(unsafe_code)]
+
+pub mod atomic;
+pub mod clock;
+pub mod config;
+pub mod deployment;
+pub mod eventlog;
+pub mod pki;
+pub mod store;
+pub mod winerr;

@@ -1,0 +1,109 @@
+//! `lcs-sim init DIR`: create a ready deployment folder.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use lcs_sim::clock::{Clock, SystemClock};
+use lcs_sim::deployment::{Deployment, InitOptions};
+use lcs_sim::pki::KeyAlgorithm;
+
+use super::CmdResult;
+
+/// Key algorithm of the server certificate.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeyArg {
+    /// ECDSA P-256 (fast).
+    EcdsaP256,
+    /// RSA 2048, as Windows templates of the era issued.
+    Rsa2048,
+}
+
+/// Create a deployment: a test PKI, a certificate store whose server key grants the service
+/// account read, and an lcs.toml whose TLS, mutual-TLS connections and federation route name the
+/// certificate by issuer + serial.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  lcs-sim init demo && lcs-sim store list demo")]
+pub struct InitArgs {
+    /// The folder to create (must be empty or missing, unless --force).
+    dir: PathBuf,
+    /// SIP domain.
+    #[arg(long, default_value = "contoso.com")]
+    domain: String,
+    /// Server host name; the certificate is for SERVER.DOMAIN.
+    #[arg(long, default_value = "lcs01")]
+    server: String,
+    /// TLS listening port (Windows Messenger clients).
+    #[arg(long, default_value_t = 5061)]
+    tls_port: u16,
+    /// Mutual-TLS listening port (servers, federation).
+    #[arg(long, default_value_t = 5062)]
+    mtls_port: u16,
+    /// TCP listening port.
+    #[arg(long, default_value_t = 5060)]
+    tcp_port: u16,
+    /// Key algorithm of the server certificate.
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    key: KeyArg,
+    /// The service account that needs read on the private key.
+    #[arg(long, default_value = "RTCService")]
+    principal: String,
+    /// Validity of the server certificate, in days.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    validity_days: u32,
+    /// The federated domain reached over a mutual-TLS static route.
+    #[arg(long, default_value = "fabrikam.com")]
+    federated_domain: String,
+    /// Address of the federation peer (host:port).
+    #[arg(long, default_value = "127.0.0.1:5071")]
+    peer_address: String,
+    /// Replace the deployment in a non-empty folder (its store, PKI, log and lcs.toml).
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(args: InitArgs) -> CmdResult {
+    for (flag, value) in [
+        ("--domain", &args.domain),
+        ("--server", &args.server),
+        ("--federated-domain", &args.federated_domain),
+    ] {
+        let ok = !value.is_empty()
+            && value
+                .split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        if !ok {
+            return Err(anyhow::anyhow!("{flag} `{value}` is not a DNS name (letters, digits, '-' and dots)").into());
+        }
+    }
+    if args.principal.trim().is_empty() {
+        return Err(anyhow::anyhow!("--principal must name the service account").into());
+    }
+    let opts = InitOptions {
+        domain: args.domain,
+        server: args.server,
+        tls_port: args.tls_port,
+        mtls_port: args.mtls_port,
+        tcp_port: args.tcp_port,
+        key: match args.key {
+            KeyArg::EcdsaP256 => KeyAlgorithm::EcdsaP256,
+            KeyArg::Rsa2048 => KeyAlgorithm::Rsa2048,
+        },
+        principal: args.principal,
+        validity_days: args.validity_days,
+        federated_domain: args.federated_domain,
+        peer_address: args.peer_address,
+        force: args.force,
+    };
+    let (deployment, report) = Deployment::init(&args.dir, &opts, SystemClock.now_utc())?;
+    let dir = deployment.root().display();
+    println!("Created deployment {dir} for {}", report.fqdn);
+    println!("  server certificate  {}", report.thumbprint);
+    println!("  referenced as       {}", report.cert_ref);
+    println!("  key ACL             SYSTEM, Administrators full_control; {} read", opts.principal);
+    println!("  clients trust       {}", deployment.ca_path().display());
+    println!();
+    println!("Next:");
+    println!("  lcs-sim store list {dir}");
+    println!("  lcs-sim store renew {dir} {}   # what auto-enrollment does", &report.thumbprint.as_str()[..8]);
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Subcommands, one file each. Each parses its flags (clap), turns them into validated options,
+//! and runs; errors come back as [`Failure`] with the exit code they deserve.
+
+mod init;
+mod output;
+mod store;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// How a command failed.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code: 1 for a failed expectation, 2 for bad input.
+    pub code: u8,
+    /// What to tell the user.
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: 2,
+            error: e.into(),
+        }
+    }
+}
+
+/// The result of a command.
+pub type CmdResult = Result<(), Failure>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lcs-sim",
+    version,
+    about = "Emulate KB836410: a certificate renewal that loses the private key's ACL and silently kills a TLS listener",
+    long_about = "lcs-sim emulates Microsoft KB836410 (\"Live Communications Server stops listening on the \
+TLS listening port\"): auto-enrollment renews the server certificate while the service runs, \
+the renewal resets the private key's ACL, the service account can no longer open the key, \
+and TLS handshakes fail until every connection is rebound to the renewed certificate.",
+    after_help = "Try it:\n  lcs-sim init demo\n  lcs-sim store list demo\n  lcs-sim store renew demo <THUMBPRINT>\n  lcs-sim store list demo --all"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Init(init::InitArgs),
+    #[command(subcommand)]
+    Store(store::StoreCommand),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Store(cmd) => store::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! `lcs-sim store ...`: inspect and change the emulated machine certificate store.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use lcs_sim::clock::{Clock, SystemClock};
+use lcs_sim::config::Config;
+use lcs_sim::deployment::Deployment;
+use lcs_sim::pki::to_pem;
+use lcs_sim::store::{Right, RenewalPolicy};
+
+use super::CmdResult;
+use super::output::{CertView, Format};
+
+/// Inspect and change the deployment's certificate store (LocalMachine\My with per-key ACLs).
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// List certificates with their key ACLs (archived ones with --all).
+    #[command(after_help = "Example:\n  lcs-sim store list demo --all --format json")]
+    List {
+        /// The deployment folder.
+        dir: PathBuf,
+        /// Include archived (renewed) certificates.
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show one certificate in detail (a unique thumbprint prefix will do).
+    Show {
+        /// The deployment folder.
+        dir: PathBuf,
+        /// Thumbprint or a unique prefix of one.
+        thumbprint: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Write a certificate as PEM to stdout (`| openssl x509 -noout -text` reads it).
+    Export {
+        /// The deployment folder.
+        dir: PathBuf,
+        /// Thumbprint or a unique prefix of one.
+        thumbprint: String,
+    },
+    /// Grant a principal a right on a certificate's private key.
+    #[command(after_help = "Example (what \"Change Certificate\" does for the service account):\n  lcs-sim store grant demo 7A3F RTCService --right read")]
+    Grant(AclArgs),
+    /// Revoke a right (or, without --right, every right) on a certificate's private key.
+    Revoke(AclArgs),
+    /// Renew a certificate as Group Policy auto-enrollment does.
+    #[command(after_help = "Policies:\n  same-key-reset-acl   keep the key, reset its ACL to SYSTEM + Administrators (KB836410; the default)\n  new-key-default-acl  new key with only the default ACL\n  new-key-keep-acl     new key, old ACL copied (the well-behaved case)\n\nThe old certificate is archived and linked to the new one; event 1001 is logged.")]
+    Renew {
+        /// The deployment folder.
+        dir: PathBuf,
+        /// Thumbprint or a unique prefix of one.
+        thumbprint: String,
+        /// What happens to the key and its ACL.
+        #[arg(long, value_enum, default_value = "same-key-reset-acl")]
+        policy: PolicyArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AclArgs {
+    /// The deployment folder.
+    dir: PathBuf,
+    /// Thumbprint or a unique prefix of one.
+    thumbprint: String,
+    /// Account or group, e.g. RTCService.
+    principal: String,
+    /// The right (grant: default read; revoke: default every right).
+    #[arg(long, value_enum)]
+    right: Option<RightArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RightArg {
+    /// Use the key.
+    Read,
+    /// Everything, including changing the ACL.
+    FullControl,
+}
+
+impl From<RightArg> for Right {
+    fn from(r: RightArg) -> Right {
+        match r {
+            RightArg::Read => Right::Read,
+            RightArg::FullControl => Right::FullControl,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PolicyArg {
+    /// Keep the key, reset its ACL (KB836410).
+    SameKeyResetAcl,
+    /// New key, default ACL.
+    NewKeyDefaultAcl,
+    /// New key, old ACL copied.
+    NewKeyKeepAcl,
+}
+
+impl From<PolicyArg> for RenewalPolicy {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::SameKeyResetAcl => RenewalPolicy::SameKeyResetAcl,
+            PolicyArg::NewKeyDefaultAcl => RenewalPolicy::NewKeyDefaultAcl,
+            PolicyArg::NewKeyKeepAcl => RenewalPolicy::NewKeyKeepAcl,
+        }
+    }
+}
+
+pub fn run(cmd: StoreCommand) -> CmdResult {
+    match cmd {
+        StoreCommand::List { dir, all, format } => list(&dir, all, format),
+        StoreCommand::Show { dir, thumbprint, format } => show(&dir, &thumbprint, format),
+        StoreCommand::Export { dir, thumbprint } => {
+            let store = open(&dir)?.store().load()?;
+            print!("{}", to_pem("CERTIFICATE", &store.find(&thumbprint)?.der));
+            Ok(())
+        }
+        StoreCommand::Grant(a) => {
+            let right = a.right.map_or(Right::Read, Right::from);
+            let d = open(&a.dir)?;
+            let (thumb, changed) = d.store().update(|s| {
+                let t = s.find(&a.thumbprint)?.thumbprint().clone();
+                let changed = s.grant(&t, &a.principal, right)?;
+                Ok((t, changed))
+            })?;
+            let verb = if changed { "Granted" } else { "Already granted:" };
+            println!("{verb} {} {right} on the key of {thumb}", a.principal);
+            Ok(())
+        }
+        StoreCommand::Revoke(a) => {
+            let right = a.right.map(Right::from);
+            let d = open(&a.dir)?;
+            let (thumb, changed) = d.store().update(|s| {
+                let t = s.find(&a.thumbprint)?.thumbprint().clone();
+                let changed = s.revoke(&t, &a.principal, right)?;
+                Ok((t, changed))
+            })?;
+            let what = right.map_or("every right".to_string(), |r| r.to_string());
+            if changed {
+                println!("Revoked {what} of {} on the key of {thumb}", a.principal);
+            } else {
+                println!("Nothing to revoke: {} had no {what} on the key of {thumb}", a.principal);
+            }
+            Ok(())
+        }
+        StoreCommand::Renew { dir, thumbprint, policy } => renew(&dir, &thumbprint, policy.into()),
+    }
+}
+
+fn open(dir: &Path) -> Result<Deployment, super::Failure> {
+    Ok(Deployment::open(dir)?)
+}
+
+/// The configuration, if it can be read; store commands still work without it.
+fn config_if_any(d: &Deployment) -> Option<Config> {
+    match d.config() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("warning: {e}\nwarning: not showing which connections use each certificate");
+            None
+        }
+    }
+}
+
+fn list(dir: &Path, all: bool, format: Format) -> CmdResult {
+    let d = open(dir)?;
+    let store = d.store().load()?;
+    let config = config_if_any(&d);
+    let views: Vec<CertView> = store
+        .list(all)
+        .map(|c| CertView::new(c, &store, config.as_ref()))
+        .collect();
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&views)?),
+        Format::Text => {
+            if views.is_empty() {
+                println!("No certificates{}.", if all { "" } else { " (try --all)" });
+            }
+            for v in &views {
+                println!("{}", v.to_text(false));
+            }
+            let archived = store.list(true).filter(|c| c.archived).count();
+            if !all && archived > 0 {
+                println!("({archived} archived certificate(s) not shown; --all shows them)");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn show(dir: &Path, thumbprint: &str, format: Format) -> CmdResult {
+    let d = open(dir)?;
+    let store = d.store().load()?;
+    let config = config_if_any(&d);
+    let view = CertView::new(store.find(thumbprint)?, &store, config.as_ref());
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+        Format::Text => print!("{}", view.to_text(true)),
+    }
+    Ok(())
+}
+
+fn renew(dir: &Path, thumbprint: &str, policy: RenewalPolicy) -> CmdResult {
+    let d = open(dir)?;
+    let r = d.renew(thumbprint, policy, SystemClock.now_utc())?;
+    println!("Renewed {} -> {} ({policy})", r.old, r.new);
+    println!("  old serial {} is archived; new serial {}", r.old_serial, r.new_serial);
+    let store = d.store().load()?;
+    if let Some(config) = config_if_any(&d) {
+        let principal = &config.service.principal;
+        if store.open_key(&r.new, principal).is_err() {
+            println!("  {principal} can no longer read the key: running TLS listeners fail new handshakes");
+        }
+        let stale: Vec<&str> = config
+            .cert_refs()
+            .filter(|(_, c)| c.serial == r.old_serial && c.issuer == r.issuer)
+            .map(|(id, _)| id)
+            .collect();
+        if !stale.is_empty() {
+            println!("  still configured with the old serial: {} (they will not start after a restart)", stale.join(", "));
+        }
+    }
+    println!("  logged event 1001 (certificate replaced) to {}", d.event_log().path().display());
+    Ok(())
+}

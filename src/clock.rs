@@ -1,0 +1,57 @@
+//! The one place that reads the operating system's clock.
+//!
+//! KB836410 is a fault that unfolds over hours: a certificate is renewed, connections decay as
+//! clients churn, messages time out after Timer F. To replay hours in seconds the simulation runs
+//! the same code on virtual time, so nothing else in the crate may read the OS clock (clippy's
+//! `disallowed-methods` enforces it, see `.clippy.toml`). Code that needs wall time takes a
+//! [`Clock`] or a `now` argument; live mode passes [`SystemClock`], the simulation a virtual one.
+
+use std::fmt::Debug;
+use std::time::SystemTime;
+
+use time::OffsetDateTime;
+
+/// A source of wall-clock time (certificate validity, event-log timestamps).
+pub trait Clock: Debug + Send + Sync {
+    /// The current wall-clock time.
+    fn now(&self) -> SystemTime;
+
+    /// The current time as a UTC date-time, for certificates and logs.
+    fn now_utc(&self) -> OffsetDateTime {
+        OffsetDateTime::from(self.now())
+    }
+}
+
+/// The operating system's clock: live mode and the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods, reason = "the single sanctioned read of the OS clock")]
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that stands still until moved: tests and fixtures.
+#[derive(Debug)]
+pub struct FixedClock(std::sync::Mutex<SystemTime>);
+
+impl FixedClock {
+    /// A clock showing `at`.
+    pub fn new(at: SystemTime) -> Self {
+        Self(std::sync::Mutex::new(at))
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: std::time::Duration) {
+        let mut t = self.0.lock().expect("clock lock poisoned");
+        *t += by;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().expect("clock lock poisoned")
+    }
+}

@@ -1,0 +1,202 @@
+//! The deployment's application event log, as an administrator reads it in Event Viewer.
+//!
+//! KB836410 is diagnosed from the application log: a certificate replaced by auto-enrollment,
+//! then, at restart, events 14347, 14336 and 14352. The log is a JSON-lines file
+//! (`events.jsonl`) so that several processes can add to it: each entry is appended with a
+//! single `write` on a file opened for appending, which the OS never interleaves with another
+//! writer's, and a reader ignores a last line still being written. The simulation keeps the same
+//! entries in memory.
+//!
+//! The original texts of the LCS events are not public; ours are emulated, and say so.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Event IDs this emulation writes. The README has the table.
+pub mod ids {
+    /// A certificate was replaced by auto-enrollment renewal (Windows'
+    /// CertificateServicesClient-Lifecycle-System event 1001).
+    pub const CERTIFICATE_REPLACED: u32 = 1001;
+}
+
+/// Severity, as Event Viewer shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Normal operation.
+    Information,
+    /// Something degraded.
+    Warning,
+    /// Something failed.
+    Error,
+}
+
+/// One entry of the application log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Event ID.
+    pub id: u32,
+    /// When it was logged.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// Severity.
+    pub level: Level,
+    /// Event source, e.g. `LCS` or `CertificateServicesClient-Lifecycle-System`.
+    pub source: String,
+    /// The text.
+    pub message: String,
+    /// Structured details (connection, certificate reference, principal, error code, ...).
+    #[serde(default)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Event {
+    /// A new entry with no details.
+    pub fn new(
+        id: u32,
+        time: OffsetDateTime,
+        level: Level,
+        source: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            id,
+            time,
+            level,
+            source: source.into(),
+            message: message.into(),
+            details: serde_json::Map::new(),
+        }
+    }
+
+    /// Adds a detail.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// The event log could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventLogError {
+    /// The file could not be read or appended to.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A complete line is not an event.
+    #[error("{}:{line}: not an event ({detail}); the log was edited by hand: remove or fix that line", .path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The parser's message.
+        detail: String,
+    },
+}
+
+/// An application log in a file.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    path: PathBuf,
+}
+
+impl EventLog {
+    /// The log at `path` (created on first append).
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `event` as one line, in one write, and flushes it to disk.
+    pub fn append(&self, event: &Event) -> Result<(), EventLogError> {
+        let io = |source| EventLogError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_vec(event).expect("events serialise");
+        line.push(b'\n');
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io)?;
+        file.write_all(&line).map_err(io)?;
+        file.sync_data().map_err(io)
+    }
+
+    /// Every complete entry, oldest first. A missing file is an empty log.
+    pub fn read(&self) -> Result<Vec<Event>, EventLogError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(EventLogError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..end],
+            None => "",
+        };
+        complete
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| EventLogError::Corrupt {
+                    path: self.path.clone(),
+                    line: i + 1,
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn append_then_read_ignores_partial_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::at(dir.path().join("events.jsonl"));
+        assert!(log.read().unwrap().is_empty());
+        let e = Event::new(1001, datetime!(2026-01-01 0:00 UTC), Level::Information, "X", "m")
+            .with("old", "AB");
+        log.append(&e).unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(log.path())
+            .unwrap()
+            .write_all(b"{\"id\":14")
+            .unwrap();
+        assert_eq!(log.read().unwrap(), vec![e]);
+    }
+
+    #[test]
+    fn corrupt_line_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::at(dir.path().join("events.jsonl"));
+        fs::write(log.path(), "garbage\n").unwrap();
+        let msg = log.read().unwrap_err().to_string();
+        assert!(msg.contains("events.jsonl:1:"), "{msg}");
+    }
+}

@@ -1,0 +1,281 @@
+//! The store in a folder: PEM certificates, PKCS#8 key files, and a JSON index.
+//!
+//! ```text
+//! store/
+//!   index.json                 certificates (file, key container, archived, renewed_by)
+//!                              and key containers (file, ACL); the commit point
+//!   certs/<THUMBPRINT>.pem     one certificate each: `openssl x509 -in ... -noout -text`
+//!   keys/<CONTAINER>.pem       one PKCS#8 key each, mode 0600
+//!   .lock                      writers hold it for a read-modify-write
+//! ```
+//!
+//! Certificate and key files are immutable once written (named by thumbprint and container), so
+//! a change writes any new files first and then replaces `index.json` atomically (temp file,
+//! fsync, rename, fsync of the folder). A reader in another process, such as a running server,
+//! sees either the old index or the new one, and every file either index names exists.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::atomic_write;
+use super::{Acl, KeyContainer, Store, StoreError, StoredCert};
+use crate::pki::{CertInfo, Thumbprint, to_pem};
+
+const FORMAT: &str = "lcs-sim-store/1";
+const INDEX: &str = "index.json";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Index {
+    format: String,
+    certificates: Vec<CertEntry>,
+    key_containers: Vec<ContainerEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertEntry {
+    thumbprint: Thumbprint,
+    file: String,
+    key_container: String,
+    archived: bool,
+    renewed_by: Option<Thumbprint>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContainerEntry {
+    name: String,
+    file: String,
+    acl: Acl,
+}
+
+/// Identifies one version of `index.json`, to notice a change made by another process
+/// without re-reading the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+/// A store kept in a folder.
+#[derive(Debug, Clone)]
+pub struct DiskStore {
+    dir: PathBuf,
+}
+
+impl DiskStore {
+    /// The store in `dir` (not read until [`DiskStore::load`]).
+    pub fn at(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index file, whose replacement commits a change.
+    pub fn index_path(&self) -> PathBuf {
+        self.dir.join(INDEX)
+    }
+
+    /// Creates the folder and writes `store` into it.
+    pub fn create(dir: impl Into<PathBuf>, store: &Store) -> Result<Self, StoreError> {
+        let disk = Self::at(dir);
+        for sub in ["", "certs", "keys"] {
+            let path = disk.dir.join(sub);
+            fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
+        }
+        disk.save(store)?;
+        Ok(disk)
+    }
+
+    /// The current version of the index, cheap enough to poll.
+    pub fn stamp(&self) -> Result<IndexStamp, StoreError> {
+        let path = self.index_path();
+        let meta = fs::metadata(&path).map_err(StoreError::io(&path))?;
+        Ok(IndexStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            inode: std::os::unix::fs::MetadataExt::ino(&meta),
+        })
+    }
+
+    /// Reads and checks the whole store.
+    pub fn load(&self) -> Result<Store, StoreError> {
+        let index_path = self.index_path();
+        let text = match fs::read_to_string(&index_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NoStore {
+                    path: self.dir.clone(),
+                });
+            }
+            Err(e) => return Err(StoreError::Io { path: index_path, source: e }),
+        };
+        let index: Index = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            path: index_path.clone(),
+            line: Some(e.line()),
+            detail: e.to_string(),
+            hint: "restore index.json from a backup or re-create the deployment with `lcs-sim init --force`".into(),
+        })?;
+        if index.format != FORMAT {
+            return Err(self.corrupt(
+                format!("field `format` is `{}`, expected `{FORMAT}`", index.format),
+                "this store was written by another version of lcs-sim",
+            ));
+        }
+        let mut keys = Vec::new();
+        for entry in index.key_containers {
+            let path = self.file(&entry.file)?;
+            let key = PrivatePkcs8KeyDer::from_pem_file(&path).map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                line: None,
+                detail: format!("key container `{}`: not a PKCS#8 PEM private key ({e})", entry.name),
+                hint: "restore the key file; without it the certificate cannot be used".into(),
+            })?;
+            keys.push(KeyContainer {
+                name: entry.name,
+                key,
+                acl: entry.acl,
+            });
+        }
+        let mut certs = Vec::new();
+        for entry in index.certificates {
+            let path = self.file(&entry.file)?;
+            let der = CertificateDer::from_pem_file(&path).map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                line: None,
+                detail: format!("not a PEM certificate ({e})"),
+                hint: "restore the certificate file, or remove its entry from index.json".into(),
+            })?;
+            let info = CertInfo::parse(&der).map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                line: None,
+                detail: e.to_string(),
+                hint: "restore the certificate file, or remove its entry from index.json".into(),
+            })?;
+            if info.thumbprint != entry.thumbprint {
+                return Err(StoreError::Corrupt {
+                    path,
+                    line: None,
+                    detail: format!(
+                        "the certificate's thumbprint is {}, but index.json says {}",
+                        info.thumbprint, entry.thumbprint
+                    ),
+                    hint: "the file was replaced or edited by hand; restore it".into(),
+                });
+            }
+            if let Some(key) = keys.iter().find(|k| k.name == entry.key_container) {
+                if !info.matches_key(&key.key) {
+                    return Err(StoreError::KeyMismatch {
+                        thumbprint: info.thumbprint,
+                        container: key.name.clone(),
+                    });
+                }
+            }
+            certs.push(StoredCert {
+                info,
+                der,
+                key_container: entry.key_container,
+                archived: entry.archived,
+                renewed_by: entry.renewed_by,
+            });
+        }
+        Store::from_parts(certs, keys).map_err(|detail| {
+            self.corrupt(detail, "index.json was edited by hand; restore it from a backup")
+        })
+    }
+
+    /// Writes `store`: new certificate and key files first, then the index atomically.
+    pub fn save(&self, store: &Store) -> Result<(), StoreError> {
+        let mut index = Index {
+            format: FORMAT.into(),
+            certificates: Vec::new(),
+            key_containers: Vec::new(),
+        };
+        for key in store.containers() {
+            let file = format!("keys/{}.pem", key.name);
+            let path = self.dir.join(&file);
+            if !path.exists() {
+                let pem = to_pem("PRIVATE KEY", key.key.secret_pkcs8_der());
+                atomic_write(&path, pem.as_bytes(), Some(0o600)).map_err(StoreError::io(&path))?;
+            }
+            index.key_containers.push(ContainerEntry {
+                name: key.name.clone(),
+                file,
+                acl: key.acl.clone(),
+            });
+        }
+        for cert in store.list(true) {
+            let file = format!("certs/{}.pem", cert.info.thumbprint);
+            let path = self.dir.join(&file);
+            if !path.exists() {
+                atomic_write(&path, to_pem("CERTIFICATE", &cert.der).as_bytes(), None)
+                    .map_err(StoreError::io(&path))?;
+            }
+            index.certificates.push(CertEntry {
+                thumbprint: cert.info.thumbprint.clone(),
+                file,
+                key_container: cert.key_container.clone(),
+                archived: cert.archived,
+                renewed_by: cert.renewed_by.clone(),
+            });
+        }
+        let mut json = serde_json::to_string_pretty(&index).expect("the index serialises");
+        json.push('\n');
+        let index_path = self.index_path();
+        atomic_write(&index_path, json.as_bytes(), None).map_err(StoreError::io(&index_path))
+    }
+
+    /// A read-modify-write under the store's lock, so two writers (say, `store renew` and a
+    /// live rebind) never lose each other's change. Nothing is written if `change` fails.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let lock_path = self.dir.join(".lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(StoreError::io(&lock_path))?;
+        lock.lock().map_err(StoreError::io(&lock_path))?;
+        let mut store = self.load()?;
+        let out = change(&mut store)?;
+        self.save(&store)?;
+        Ok(out)
+    }
+
+    fn file(&self, relative: &str) -> Result<PathBuf, StoreError> {
+        let rel = Path::new(relative);
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain {
+            return Err(self.corrupt(
+                format!("file name `{relative}` leaves the store folder"),
+                "index.json was edited by hand; restore it from a backup",
+            ));
+        }
+        Ok(self.dir.join(rel))
+    }
+
+    fn corrupt(&self, detail: String, hint: &str) -> StoreError {
+        StoreError::Corrupt {
+            path: self.index_path(),
+            line: None,
+            detail,
+            hint: hint.into(),
+        }
+    }
+}
