@@ -21,7 +21,10 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<
     {
         // tempfile creates files 0600; public files (certificates, lcs.toml) must stay readable.
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode.unwrap_or(0o644)))?;
+        fs::set_permissions(
+            tmp.path(),
+            fs::Permissions::from_mode(mode.unwrap_or(0o644)),
+        )?;
     }
     #[cfg(not(unix))]
     let _ = mode;

@@ -11,6 +11,10 @@ use std::time::SystemTime;
 
 use time::OffsetDateTime;
 
+/// The fixed start of virtual time: the simulation's clock starts here, and the committed
+/// fixtures are valid from here for a year, so nothing on disk ever expires for the simulation.
+pub const SIM_EPOCH: OffsetDateTime = time::macros::datetime!(2026-01-01 00:00 UTC);
+
 /// A source of wall-clock time (certificate validity, event-log timestamps).
 pub trait Clock: Debug + Send + Sync {
     /// The current wall-clock time.
@@ -27,7 +31,10 @@ pub trait Clock: Debug + Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods, reason = "the single sanctioned read of the OS clock")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the single sanctioned read of the OS clock"
+    )]
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }

@@ -275,36 +275,79 @@ impl Config {
             message,
         };
         if self.service.principal.trim().is_empty() {
-            return Err(invalid("service.principal".into(), "must name the service account, e.g. \"RTCService\"".into()));
+            return Err(invalid(
+                "service.principal".into(),
+                "must name the service account, e.g. \"RTCService\"".into(),
+            ));
         }
         if self.sip.t1_ms == 0 || self.sip.t1_ms > 60_000 {
-            return Err(invalid("sip.t1_ms".into(), format!("{} is out of range; use 1..=60000 (RFC 3261 default 500)", self.sip.t1_ms)));
+            return Err(invalid(
+                "sip.t1_ms".into(),
+                format!(
+                    "{} is out of range; use 1..=60000 (RFC 3261 default 500)",
+                    self.sip.t1_ms
+                ),
+            ));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.sip.max_message_bytes) {
-            return Err(invalid("sip.max_message_bytes".into(), format!("{} is out of range; use 1024..=16777216 (default 65536)", self.sip.max_message_bytes)));
+            return Err(invalid(
+                "sip.max_message_bytes".into(),
+                format!(
+                    "{} is out of range; use 1024..=16777216 (default 65536)",
+                    self.sip.max_message_bytes
+                ),
+            ));
         }
         if self.sip.min_expires_s > self.sip.max_expires_s {
-            return Err(invalid("sip.min_expires_s".into(), format!("{} exceeds sip.max_expires_s = {}", self.sip.min_expires_s, self.sip.max_expires_s)));
+            return Err(invalid(
+                "sip.min_expires_s".into(),
+                format!(
+                    "{} exceeds sip.max_expires_s = {}",
+                    self.sip.min_expires_s, self.sip.max_expires_s
+                ),
+            ));
         }
         if !matches!(self.tls.min_version.as_str(), "1.2" | "1.3") {
-            return Err(invalid("tls.min_version".into(), format!("`{}` is not supported; use \"1.2\" or \"1.3\"", self.tls.min_version)));
+            return Err(invalid(
+                "tls.min_version".into(),
+                format!(
+                    "`{}` is not supported; use \"1.2\" or \"1.3\"",
+                    self.tls.min_version
+                ),
+            ));
         }
         let mut ids = HashSet::new();
         let mut endpoints = HashSet::new();
         for (i, c) in self.connections.iter().enumerate() {
             let field = |name: &str| format!("connection[{i}].{name}");
             if !ids.insert(c.id.as_str()) {
-                return Err(invalid(field("id"), format!("`{}` is used twice; ids must be unique", c.id)));
+                return Err(invalid(
+                    field("id"),
+                    format!("`{}` is used twice; ids must be unique", c.id),
+                ));
             }
             if c.port != 0 && !endpoints.insert((c.address, c.port)) {
-                return Err(invalid(field("port"), format!("{}:{} is used by two connections", c.address, c.port)));
+                return Err(invalid(
+                    field("port"),
+                    format!("{}:{} is used by two connections", c.address, c.port),
+                ));
             }
             match (c.transport, &c.certificate) {
                 (Transport::Tls | Transport::Mtls, None) => {
-                    return Err(invalid(field("certificate"), format!("a {} connection needs `certificate = {{ issuer = \"...\", serial = \"...\" }}`; see `lcs-sim store list DIR`", c.transport)));
+                    return Err(invalid(
+                        field("certificate"),
+                        format!(
+                            "a {} connection needs `certificate = {{ issuer = \"...\", serial = \"...\" }}`; see `lcs-sim store list DIR`",
+                            c.transport
+                        ),
+                    ));
                 }
                 (Transport::Tcp, Some(_)) => {
-                    return Err(invalid(field("certificate"), "a TCP connection uses no certificate; remove it or change the transport".into()));
+                    return Err(invalid(
+                        field("certificate"),
+                        "a TCP connection uses no certificate; remove it or change the transport"
+                            .into(),
+                    ));
                 }
                 _ => {}
             }
@@ -312,19 +355,37 @@ impl Config {
         for (i, r) in self.routes.iter().enumerate() {
             let field = |name: &str| format!("route[{i}].{name}");
             if !ids.insert(r.id.as_str()) {
-                return Err(invalid(field("id"), format!("`{}` is used twice; ids must be unique", r.id)));
+                return Err(invalid(
+                    field("id"),
+                    format!("`{}` is used twice; ids must be unique", r.id),
+                ));
             }
             if r.domain.eq_ignore_ascii_case(&self.service.domain) {
-                return Err(invalid(field("domain"), format!("`{}` is this server's own domain; a route is for another domain", r.domain)));
+                return Err(invalid(
+                    field("domain"),
+                    format!(
+                        "`{}` is this server's own domain; a route is for another domain",
+                        r.domain
+                    ),
+                ));
             }
             if !r.next_hop.contains(':') {
-                return Err(invalid(field("next_hop"), format!("`{}` needs a port, e.g. \"127.0.0.1:5071\"", r.next_hop)));
+                return Err(invalid(
+                    field("next_hop"),
+                    format!("`{}` needs a port, e.g. \"127.0.0.1:5071\"", r.next_hop),
+                ));
             }
             if r.transport != Transport::Mtls {
-                return Err(invalid(field("transport"), "routes to a federated domain use mutual TLS: transport = \"mtls\"".into()));
+                return Err(invalid(
+                    field("transport"),
+                    "routes to a federated domain use mutual TLS: transport = \"mtls\"".into(),
+                ));
             }
             if r.certificate.is_none() {
-                return Err(invalid(field("certificate"), "a mutual-TLS route needs the certificate it presents".into()));
+                return Err(invalid(
+                    field("certificate"),
+                    "a mutual-TLS route needs the certificate it presents".into(),
+                ));
             }
         }
         Ok(())
@@ -368,7 +429,10 @@ certificate = { issuer = "CN=Contoso Issuing CA, O=Contoso", serial = "1a2b" }
         assert_eq!(c.connections[0].address, loopback());
         let refs: Vec<_> = c.cert_refs().map(|(id, _)| id).collect();
         assert_eq!(refs, ["tls-5061", "route-fabrikam.com"]);
-        assert_eq!(c.routes[0].certificate.as_ref().unwrap().serial.as_str(), "1A2B");
+        assert_eq!(
+            c.routes[0].certificate.as_ref().unwrap().serial.as_str(),
+            "1A2B"
+        );
     }
 
     #[test]
@@ -389,16 +453,22 @@ certificate = { issuer = "CN=Contoso Issuing CA, O=Contoso", serial = "1a2b" }
     #[test]
     fn semantic_errors_name_the_field() {
         let dup = SAMPLE.replace("tcp-5060", "tls-5061");
-        let msg = Config::parse(&dup, Path::new("lcs.toml")).unwrap_err().to_string();
+        let msg = Config::parse(&dup, Path::new("lcs.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("connection[1].id"), "{msg}");
         let nocert = SAMPLE.replace(
             "certificate = { issuer = \"CN=Contoso Issuing CA, O=Contoso\", serial = \"1A2B\" }",
             "",
         );
-        let msg = Config::parse(&nocert, Path::new("lcs.toml")).unwrap_err().to_string();
+        let msg = Config::parse(&nocert, Path::new("lcs.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("connection[0].certificate"), "{msg}");
         let badserial = SAMPLE.replace("\"1A2B\"", "\"zz\"");
-        let msg = Config::parse(&badserial, Path::new("lcs.toml")).unwrap_err().to_string();
+        let msg = Config::parse(&badserial, Path::new("lcs.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("not hexadecimal"), "{msg}");
     }
 }

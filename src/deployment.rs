@@ -21,10 +21,14 @@ use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 
 use crate::atomic::atomic_write;
-use crate::config::{CertRef, Config, ConfigError, Connection, Route, Service, SipSettings, TlsSettings, Transport};
+use crate::config::{
+    CertRef, Config, ConfigError, Connection, Route, Service, SipSettings, TlsSettings, Transport,
+};
 use crate::eventlog::{Event, EventLog, EventLogError, Level, ids};
-use crate::pki::{self, CertificateAuthority, KeyAlgorithm, LeafSpec, PkiError, Serial, TestPki, Thumbprint};
-use crate::store::{Acl, DiskStore, RenewalPolicy, Renewal, Store, StoreError};
+use crate::pki::{
+    self, CertificateAuthority, KeyAlgorithm, LeafSpec, PkiError, Serial, TestPki, Thumbprint,
+};
+use crate::store::{Acl, DiskStore, Renewal, RenewalPolicy, Store, StoreError};
 
 /// Something about a deployment folder failed.
 #[derive(Debug, thiserror::Error)]
@@ -182,13 +186,21 @@ impl Deployment {
         let key_path = self.root.join("pki/issuing-ca.key.pem");
         let cert = CertificateDer::from_pem_file(&cert_path).map_err(|e| DeploymentError::Ca {
             path: cert_path.clone(),
-            source: PkiError::NotACertificate { reason: e.to_string() },
+            source: PkiError::NotACertificate {
+                reason: e.to_string(),
+            },
         })?;
-        let key = PrivatePkcs8KeyDer::from_pem_file(&key_path).map_err(|e| DeploymentError::Ca {
-            path: key_path.clone(),
-            source: PkiError::BadKey { reason: e.to_string() },
-        })?;
-        CertificateAuthority::load(cert, key).map_err(|source| DeploymentError::Ca { path: cert_path, source })
+        let key =
+            PrivatePkcs8KeyDer::from_pem_file(&key_path).map_err(|e| DeploymentError::Ca {
+                path: key_path.clone(),
+                source: PkiError::BadKey {
+                    reason: e.to_string(),
+                },
+            })?;
+        CertificateAuthority::load(cert, key).map_err(|source| DeploymentError::Ca {
+            path: cert_path,
+            source,
+        })
     }
 
     /// Creates a deployment in `root`: a test PKI, a store holding the server certificate with
@@ -226,16 +238,31 @@ impl Deployment {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(DeploymentError::Io { path: d.root, source: e }),
+            Err(e) => {
+                return Err(DeploymentError::Io {
+                    path: d.root,
+                    source: e,
+                });
+            }
         }
         let pki_dir = d.root.join("pki");
         std::fs::create_dir_all(&pki_dir).map_err(io(&pki_dir))?;
 
         let pki = TestPki::generate(&opts.domain, now)?;
-        let write = |path: PathBuf, text: String, mode| atomic_write(&path, text.as_bytes(), mode).map_err(io(&path));
+        let write = |path: PathBuf, text: String, mode| {
+            atomic_write(&path, text.as_bytes(), mode).map_err(io(&path))
+        };
         write(d.ca_path(), pki.chain_pem(), None)?;
-        write(pki_dir.join("root-ca.pem"), pki::to_pem("CERTIFICATE", &pki.root.cert), None)?;
-        write(pki_dir.join("issuing-ca.pem"), pki::to_pem("CERTIFICATE", &pki.issuing.cert), None)?;
+        write(
+            pki_dir.join("root-ca.pem"),
+            pki::to_pem("CERTIFICATE", &pki.root.cert),
+            None,
+        )?;
+        write(
+            pki_dir.join("issuing-ca.pem"),
+            pki::to_pem("CERTIFICATE", &pki.issuing.cert),
+            None,
+        )?;
         write(
             pki_dir.join("issuing-ca.key.pem"),
             pki::to_pem("PRIVATE KEY", pki.issuing.key.secret_pkcs8_der()),

@@ -179,8 +179,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::at(dir.path().join("events.jsonl"));
         assert!(log.read().unwrap().is_empty());
-        let e = Event::new(1001, datetime!(2026-01-01 0:00 UTC), Level::Information, "X", "m")
-            .with("old", "AB");
+        let e = Event::new(
+            1001,
+            datetime!(2026-01-01 0:00 UTC),
+            Level::Information,
+            "X",
+            "m",
+        )
+        .with("old", "AB");
         log.append(&e).unwrap();
         fs::OpenOptions::new()
             .append(true)

@@ -161,9 +161,8 @@ impl TryFrom<String> for Serial {
             .chars()
             .filter(|c| !c.is_whitespace() && *c != ':')
             .collect();
-        let bytes = hex::decode(&cleaned).map_err(|_| {
-            format!("serial `{s}` is not hexadecimal (expected e.g. `3A5F0C...`)")
-        })?;
+        let bytes = hex::decode(&cleaned)
+            .map_err(|_| format!("serial `{s}` is not hexadecimal (expected e.g. `3A5F0C...`)"))?;
         if bytes.is_empty() {
             return Err("serial is empty".into());
         }
@@ -383,7 +382,8 @@ impl TestPki {
         root_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         root_params.not_before = not_before;
         root_params.not_after = now + time::Duration::days(365 * 20);
-        root_params.serial_number = Some(Serial::derive(format!("{domain}/root").as_bytes()).to_rcgen());
+        root_params.serial_number =
+            Some(Serial::derive(format!("{domain}/root").as_bytes()).to_rcgen());
         let root_cert = root_params.self_signed(&root_key)?;
         let root = CertificateAuthority::load(
             root_cert.der().clone(),
@@ -492,7 +492,11 @@ pub fn issue_leaf(
                 .map(SanType::DnsName)
                 .map_err(PkiError::from)
         })
-        .chain(spec.ip_addresses.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
+        .chain(
+            spec.ip_addresses
+                .iter()
+                .map(|ip| Ok(SanType::IpAddress(*ip))),
+        )
         .collect::<Result<_, _>>()?;
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,

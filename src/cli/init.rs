@@ -13,8 +13,10 @@ use super::CmdResult;
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum KeyArg {
     /// ECDSA P-256 (fast).
+    #[value(name = "ecdsa-p256")]
     EcdsaP256,
     /// RSA 2048, as Windows templates of the era issued.
+    #[value(name = "rsa-2048")]
     Rsa2048,
 }
 
@@ -72,7 +74,10 @@ pub fn run(args: InitArgs) -> CmdResult {
                 .split('.')
                 .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         if !ok {
-            return Err(anyhow::anyhow!("{flag} `{value}` is not a DNS name (letters, digits, '-' and dots)").into());
+            return Err(anyhow::anyhow!(
+                "{flag} `{value}` is not a DNS name (letters, digits, '-' and dots)"
+            )
+            .into());
         }
     }
     if args.principal.trim().is_empty() {
@@ -99,11 +104,17 @@ pub fn run(args: InitArgs) -> CmdResult {
     println!("Created deployment {dir} for {}", report.fqdn);
     println!("  server certificate  {}", report.thumbprint);
     println!("  referenced as       {}", report.cert_ref);
-    println!("  key ACL             SYSTEM, Administrators full_control; {} read", opts.principal);
+    println!(
+        "  key ACL             SYSTEM, Administrators full_control; {} read",
+        opts.principal
+    );
     println!("  clients trust       {}", deployment.ca_path().display());
     println!();
     println!("Next:");
     println!("  lcs-sim store list {dir}");
-    println!("  lcs-sim store renew {dir} {}   # what auto-enrollment does", &report.thumbprint.as_str()[..8]);
+    println!(
+        "  lcs-sim store renew {dir} {}   # what auto-enrollment does",
+        &report.thumbprint.as_str()[..8]
+    );
     Ok(())
 }

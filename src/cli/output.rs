@@ -79,10 +79,16 @@ impl<'a> CertView<'a> {
     pub fn to_text(&self, detailed: bool) -> String {
         let mut out = String::new();
         let state = if self.archived { "ARCHIVED" } else { "active" };
-        out.push_str(&format!("{}  {}  [{state}]\n", self.thumbprint, self.subject));
+        out.push_str(&format!(
+            "{}  {}  [{state}]\n",
+            self.thumbprint, self.subject
+        ));
         out.push_str(&format!("    serial      {}\n", self.serial));
         out.push_str(&format!("    issuer      {}\n", self.issuer));
-        out.push_str(&format!("    valid       {} .. {}\n", self.not_before, self.not_after));
+        out.push_str(&format!(
+            "    valid       {} .. {}\n",
+            self.not_before, self.not_after
+        ));
         if detailed {
             let mut names = self.dns_names.to_vec();
             names.extend(self.ip_addresses.iter().cloned());

@@ -7,7 +7,7 @@ use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::config::Config;
 use lcs_sim::deployment::Deployment;
 use lcs_sim::pki::to_pem;
-use lcs_sim::store::{Right, RenewalPolicy};
+use lcs_sim::store::{RenewalPolicy, Right};
 
 use super::CmdResult;
 use super::output::{CertView, Format};
@@ -45,20 +45,24 @@ pub enum StoreCommand {
         thumbprint: String,
     },
     /// Grant a principal a right on a certificate's private key.
-    #[command(after_help = "Example (what \"Change Certificate\" does for the service account):\n  lcs-sim store grant demo 7A3F RTCService --right read")]
+    #[command(
+        after_help = "Example (what \"Change Certificate\" does for the service account):\n  lcs-sim store grant demo 7A3F RTCService --right read"
+    )]
     Grant(AclArgs),
     /// Revoke a right (or, without --right, every right) on a certificate's private key.
     Revoke(AclArgs),
     /// Renew a certificate as Group Policy auto-enrollment does.
-    #[command(after_help = "Policies:\n  same-key-reset-acl   keep the key, reset its ACL to SYSTEM + Administrators (KB836410; the default)\n  new-key-default-acl  new key with only the default ACL\n  new-key-keep-acl     new key, old ACL copied (the well-behaved case)\n\nThe old certificate is archived and linked to the new one; event 1001 is logged.")]
+    #[command(
+        after_help = "Policies:\n  same-key-reset-acl   keep the key, reset its ACL to SYSTEM + Administrators (KB836410; the default)\n  new-key-default-acl  new key with only the default ACL\n  new-key-keep-acl     new key, old ACL copied (the well-behaved case)\n\nThe old certificate is archived and linked to the new one; event 1001 is logged."
+    )]
     Renew {
         /// The deployment folder.
         dir: PathBuf,
         /// Thumbprint or a unique prefix of one.
         thumbprint: String,
         /// What happens to the key and its ACL.
-        #[arg(long, value_enum, default_value = "same-key-reset-acl")]
-        policy: PolicyArg,
+        #[arg(long, default_value = "same-key-reset-acl", value_parser = policy_parser())]
+        policy: RenewalPolicy,
     },
 }
 
@@ -80,6 +84,7 @@ pub enum RightArg {
     /// Use the key.
     Read,
     /// Everything, including changing the ACL.
+    #[value(name = "full_control", alias = "full-control")]
     FullControl,
 }
 
@@ -92,30 +97,27 @@ impl From<RightArg> for Right {
     }
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PolicyArg {
-    /// Keep the key, reset its ACL (KB836410).
-    SameKeyResetAcl,
-    /// New key, default ACL.
-    NewKeyDefaultAcl,
-    /// New key, old ACL copied.
-    NewKeyKeepAcl,
-}
-
-impl From<PolicyArg> for RenewalPolicy {
-    fn from(p: PolicyArg) -> Self {
-        match p {
-            PolicyArg::SameKeyResetAcl => RenewalPolicy::SameKeyResetAcl,
-            PolicyArg::NewKeyDefaultAcl => RenewalPolicy::NewKeyDefaultAcl,
-            PolicyArg::NewKeyKeepAcl => RenewalPolicy::NewKeyKeepAcl,
-        }
-    }
+fn policy_parser() -> impl clap::builder::TypedValueParser<Value = RenewalPolicy> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new([
+        "same-key-reset-acl",
+        "new-key-default-acl",
+        "new-key-keep-acl",
+    ])
+    .map(|s| {
+        s.parse::<RenewalPolicy>()
+            .expect("only listed values get here")
+    })
 }
 
 pub fn run(cmd: StoreCommand) -> CmdResult {
     match cmd {
         StoreCommand::List { dir, all, format } => list(&dir, all, format),
-        StoreCommand::Show { dir, thumbprint, format } => show(&dir, &thumbprint, format),
+        StoreCommand::Show {
+            dir,
+            thumbprint,
+            format,
+        } => show(&dir, &thumbprint, format),
         StoreCommand::Export { dir, thumbprint } => {
             let store = open(&dir)?.store().load()?;
             print!("{}", to_pem("CERTIFICATE", &store.find(&thumbprint)?.der));
@@ -129,7 +131,11 @@ pub fn run(cmd: StoreCommand) -> CmdResult {
                 let changed = s.grant(&t, &a.principal, right)?;
                 Ok((t, changed))
             })?;
-            let verb = if changed { "Granted" } else { "Already granted:" };
+            let verb = if changed {
+                "Granted"
+            } else {
+                "Already granted:"
+            };
             println!("{verb} {} {right} on the key of {thumb}", a.principal);
             Ok(())
         }
@@ -145,11 +151,18 @@ pub fn run(cmd: StoreCommand) -> CmdResult {
             if changed {
                 println!("Revoked {what} of {} on the key of {thumb}", a.principal);
             } else {
-                println!("Nothing to revoke: {} had no {what} on the key of {thumb}", a.principal);
+                println!(
+                    "Nothing to revoke: {} had no {what} on the key of {thumb}",
+                    a.principal
+                );
             }
             Ok(())
         }
-        StoreCommand::Renew { dir, thumbprint, policy } => renew(&dir, &thumbprint, policy.into()),
+        StoreCommand::Renew {
+            dir,
+            thumbprint,
+            policy,
+        } => renew(&dir, &thumbprint, policy),
     }
 }
 
@@ -210,12 +223,17 @@ fn renew(dir: &Path, thumbprint: &str, policy: RenewalPolicy) -> CmdResult {
     let d = open(dir)?;
     let r = d.renew(thumbprint, policy, SystemClock.now_utc())?;
     println!("Renewed {} -> {} ({policy})", r.old, r.new);
-    println!("  old serial {} is archived; new serial {}", r.old_serial, r.new_serial);
+    println!(
+        "  old serial {} is archived; new serial {}",
+        r.old_serial, r.new_serial
+    );
     let store = d.store().load()?;
     if let Some(config) = config_if_any(&d) {
         let principal = &config.service.principal;
         if store.open_key(&r.new, principal).is_err() {
-            println!("  {principal} can no longer read the key: running TLS listeners fail new handshakes");
+            println!(
+                "  {principal} can no longer read the key: running TLS listeners fail new handshakes"
+            );
         }
         let stale: Vec<&str> = config
             .cert_refs()
@@ -223,9 +241,15 @@ fn renew(dir: &Path, thumbprint: &str, policy: RenewalPolicy) -> CmdResult {
             .map(|(id, _)| id)
             .collect();
         if !stale.is_empty() {
-            println!("  still configured with the old serial: {} (they will not start after a restart)", stale.join(", "));
+            println!(
+                "  still configured with the old serial: {} (they will not start after a restart)",
+                stale.join(", ")
+            );
         }
     }
-    println!("  logged event 1001 (certificate replaced) to {}", d.event_log().path().display());
+    println!(
+        "  logged event 1001 (certificate replaced) to {}",
+        d.event_log().path().display()
+    );
     Ok(())
 }

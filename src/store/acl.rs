@@ -42,7 +42,9 @@ impl std::str::FromStr for Right {
         match s {
             "read" => Ok(Right::Read),
             "full_control" | "full-control" => Ok(Right::FullControl),
-            other => Err(format!("unknown right `{other}` (expected read or full_control)")),
+            other => Err(format!(
+                "unknown right `{other}` (expected read or full_control)"
+            )),
         }
     }
 }

@@ -21,8 +21,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::atomic_write;
 use super::{Acl, KeyContainer, Store, StoreError, StoredCert};
+use crate::atomic::atomic_write;
 use crate::pki::{CertInfo, Thumbprint, to_pem};
 
 const FORMAT: &str = "lcs-sim-store/1";
@@ -93,6 +93,9 @@ impl DiskStore {
             let path = disk.dir.join(sub);
             fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
         }
+        // Created once here, so a writer that fails later has changed nothing.
+        let lock = disk.lock_path();
+        fs::File::create(&lock).map_err(StoreError::io(&lock))?;
         disk.save(store)?;
         Ok(disk)
     }
@@ -119,7 +122,12 @@ impl DiskStore {
                     path: self.dir.clone(),
                 });
             }
-            Err(e) => return Err(StoreError::Io { path: index_path, source: e }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: index_path,
+                    source: e,
+                });
+            }
         };
         let index: Index = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
             path: index_path.clone(),
@@ -136,12 +144,16 @@ impl DiskStore {
         let mut keys = Vec::new();
         for entry in index.key_containers {
             let path = self.file(&entry.file)?;
-            let key = PrivatePkcs8KeyDer::from_pem_file(&path).map_err(|e| StoreError::Corrupt {
-                path: path.clone(),
-                line: None,
-                detail: format!("key container `{}`: not a PKCS#8 PEM private key ({e})", entry.name),
-                hint: "restore the key file; without it the certificate cannot be used".into(),
-            })?;
+            let key =
+                PrivatePkcs8KeyDer::from_pem_file(&path).map_err(|e| StoreError::Corrupt {
+                    path: path.clone(),
+                    line: None,
+                    detail: format!(
+                        "key container `{}`: not a PKCS#8 PEM private key ({e})",
+                        entry.name
+                    ),
+                    hint: "restore the key file; without it the certificate cannot be used".into(),
+                })?;
             keys.push(KeyContainer {
                 name: entry.name,
                 key,
@@ -174,8 +186,10 @@ impl DiskStore {
                     hint: "the file was replaced or edited by hand; restore it".into(),
                 });
             }
-            if let Some(key) = keys.iter().find(|k| k.name == entry.key_container) {
-                if !info.matches_key(&key.key) {
+            if let Some(key) = keys.iter().find(|k| k.name == entry.key_container)
+                && !info.matches_key(&key.key)
+            {
+                {
                     return Err(StoreError::KeyMismatch {
                         thumbprint: info.thumbprint,
                         container: key.name.clone(),
@@ -191,7 +205,10 @@ impl DiskStore {
             });
         }
         Store::from_parts(certs, keys).map_err(|detail| {
-            self.corrupt(detail, "index.json was edited by hand; restore it from a backup")
+            self.corrupt(
+                detail,
+                "index.json was edited by hand; restore it from a backup",
+            )
         })
     }
 
@@ -242,7 +259,7 @@ impl DiskStore {
         &self,
         change: impl FnOnce(&mut Store) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let lock_path = self.dir.join(".lock");
+        let lock_path = self.lock_path();
         let lock = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -254,6 +271,10 @@ impl DiskStore {
         let out = change(&mut store)?;
         self.save(&store)?;
         Ok(out)
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join(".lock")
     }
 
     fn file(&self, relative: &str) -> Result<PathBuf, StoreError> {

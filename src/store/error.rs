@@ -24,7 +24,9 @@ pub enum StoreError {
         right: Right,
     },
     /// No certificate's thumbprint starts with the query.
-    #[error("no certificate with thumbprint `{query}` in the store (see `lcs-sim store list DIR --all`)")]
+    #[error(
+        "no certificate with thumbprint `{query}` in the store (see `lcs-sim store list DIR --all`)"
+    )]
     UnknownThumbprint {
         /// What was asked for.
         query: String,
@@ -51,7 +53,9 @@ pub enum StoreError {
         archived_as: Option<Thumbprint>,
     },
     /// The certificate was already renewed; renew its successor instead.
-    #[error("certificate {thumbprint} is archived: it was renewed by {renewed_by}; renew that one instead")]
+    #[error(
+        "certificate {thumbprint} is archived: it was renewed by {renewed_by}; renew that one instead"
+    )]
     AlreadyRenewed {
         /// The archived certificate.
         thumbprint: Thumbprint,
@@ -59,7 +63,9 @@ pub enum StoreError {
         renewed_by: Thumbprint,
     },
     /// The CA offered for a renewal did not issue the certificate.
-    #[error("certificate {thumbprint} was issued by `{issuer}`, not by this deployment's CA `{ca}`")]
+    #[error(
+        "certificate {thumbprint} was issued by `{issuer}`, not by this deployment's CA `{ca}`"
+    )]
     WrongIssuer {
         /// The certificate.
         thumbprint: Thumbprint,

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{Acl, Right, StoreError};
-use crate::pki::{self, CertInfo, CertificateAuthority, KeyAlgorithm, LeafSpec, Serial, Thumbprint};
+use crate::pki::{
+    self, CertInfo, CertificateAuthority, KeyAlgorithm, LeafSpec, Serial, Thumbprint,
+};
 
 /// A certificate in the store.
 #[derive(Debug, Clone)]
@@ -103,6 +105,18 @@ impl fmt::Display for RenewalPolicy {
     }
 }
 
+impl std::str::FromStr for RenewalPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        RenewalPolicy::ALL
+            .into_iter()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| {
+                format!("unknown renewal policy `{s}` (expected same-key-reset-acl, new-key-default-acl or new-key-keep-acl)")
+            })
+    }
+}
+
 /// The outcome of a renewal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Renewal {
@@ -143,7 +157,11 @@ impl Store {
         acl: Acl,
     ) -> Result<Thumbprint, StoreError> {
         let info = CertInfo::parse(&der)?;
-        if self.certs.iter().any(|c| c.info.thumbprint == info.thumbprint) {
+        if self
+            .certs
+            .iter()
+            .any(|c| c.info.thumbprint == info.thumbprint)
+        {
             return Err(StoreError::Duplicate {
                 thumbprint: info.thumbprint,
             });
@@ -285,7 +303,10 @@ impl Store {
         principal: &str,
         right: Option<Right>,
     ) -> Result<bool, StoreError> {
-        Ok(self.container_of_mut(thumbprint)?.acl.revoke(principal, right))
+        Ok(self
+            .container_of_mut(thumbprint)?
+            .acl
+            .revoke(principal, right))
     }
 
     /// Auto-enrollment renewal: issues a successor from `ca` with the same subject, SANs and
@@ -322,11 +343,21 @@ impl Store {
             }
         };
         let lifetime = old.info.not_after - old.info.not_before;
-        let der = pki::issue_leaf(ca, &LeafSpec::of(&old.info), &key, &serial, now, now + lifetime)?;
+        let der = pki::issue_leaf(
+            ca,
+            &LeafSpec::of(&old.info),
+            &key,
+            &serial,
+            now,
+            now + lifetime,
+        )?;
         let info = CertInfo::parse(&der)?;
         let container = match policy {
             RenewalPolicy::SameKeyResetAcl => {
-                let c = self.keys.get_mut(&old_container.name).expect("checked above");
+                let c = self
+                    .keys
+                    .get_mut(&old_container.name)
+                    .expect("checked above");
                 c.acl = Acl::machine_default();
                 c.name.clone()
             }
@@ -387,8 +418,10 @@ impl Store {
                     cert.info.thumbprint, cert.key_container
                 ));
             }
-            if let Some(next) = &cert.renewed_by {
-                if !certs.iter().any(|c| &c.info.thumbprint == next) {
+            if let Some(next) = &cert.renewed_by
+                && !certs.iter().any(|c| &c.info.thumbprint == next)
+            {
+                {
                     return Err(format!(
                         "certificate {} is renewed_by {next}, which is not in the index",
                         cert.info.thumbprint
@@ -407,7 +440,10 @@ impl Store {
             .expect("a store's certificates always name an existing container"))
     }
 
-    fn container_of_mut(&mut self, thumbprint: &Thumbprint) -> Result<&mut KeyContainer, StoreError> {
+    fn container_of_mut(
+        &mut self,
+        thumbprint: &Thumbprint,
+    ) -> Result<&mut KeyContainer, StoreError> {
         let name = self.find(thumbprint.as_str())?.key_container.clone();
         Ok(self
             .keys
