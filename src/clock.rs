@@ -62,3 +62,13 @@ impl Clock for FixedClock {
         *self.0.lock().expect("clock lock poisoned")
     }
 }
+
+/// Monotonic time from tokio's clock: virtual when the runtime's time is paused or simulated
+/// (turmoil), real otherwise. The SIP core's timers run on it.
+pub fn monotonic_now() -> std::time::Instant {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "tokio's clock is the sanctioned monotonic source: it is virtual under simulation"
+    )]
+    tokio::time::Instant::now().into_std()
+}

@@ -21,6 +21,63 @@ pub mod ids {
     /// A certificate was replaced by auto-enrollment renewal (Windows'
     /// CertificateServicesClient-Lifecycle-System event 1001).
     pub const CERTIFICATE_REPLACED: u32 = 1001;
+    /// The service started (lists the connections that listen and those that failed).
+    pub const SERVICE_STARTED: u32 = 14300;
+    /// The service stopped (with a summary of its counters).
+    pub const SERVICE_STOPPED: u32 = 14301;
+    /// A listening connection started.
+    pub const LISTENER_STARTED: u32 = 14302;
+    /// KB836410: the certificate configured for a connection could not be used (not found, or
+    /// its private key could not be opened). Logged first at a failed start.
+    pub const CERTIFICATE_UNAVAILABLE: u32 = 14352;
+    /// KB836410: the TLS credentials of a connection could not be acquired
+    /// (`SEC_E_UNKNOWN_CREDENTIALS`). Logged second.
+    pub const CREDENTIALS_NOT_ACQUIRED: u32 = 14336;
+    /// KB836410: a TLS or mutual-TLS listening connection did not start. Logged third, so
+    /// Event Viewer, newest first, shows 14347, 14336, 14352 as the KB article lists them.
+    pub const LISTENER_NOT_STARTED: u32 = 14347;
+    /// TLS handshakes are failing on a connection (rate-limited, with a count).
+    pub const HANDSHAKES_FAILING: u32 = 14360;
+    /// An outgoing route connection could not be opened (rate-limited, with a count).
+    pub const ROUTE_FAILING: u32 = 14361;
+    /// Messages were answered 408 because no final response came before Timer F.
+    pub const MESSAGES_TIMED_OUT: u32 = 14362;
+    /// A connection was rebound to another certificate.
+    pub const CONNECTION_REBOUND: u32 = 14370;
+    /// A listening address could not be bound (port in use, permission).
+    pub const BIND_FAILED: u32 = 14371;
+}
+
+/// Where a running service writes its events: a file live, memory in the simulation.
+pub trait EventSink: Send + Sync + std::fmt::Debug {
+    /// Records `event`. Failing to log must not stop the service, so errors are reported
+    /// through `tracing` and swallowed.
+    fn record(&self, event: Event);
+}
+
+impl EventSink for EventLog {
+    fn record(&self, event: Event) {
+        if let Err(e) = self.append(&event) {
+            tracing::error!("cannot write the event log: {e}");
+        }
+    }
+}
+
+/// Events kept in memory, for the simulation and tests.
+#[derive(Debug, Default)]
+pub struct MemoryLog(std::sync::Mutex<Vec<Event>>);
+
+impl MemoryLog {
+    /// Everything recorded so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().expect("log lock poisoned").clone()
+    }
+}
+
+impl EventSink for MemoryLog {
+    fn record(&self, event: Event) {
+        self.0.lock().expect("log lock poisoned").push(event);
+    }
 }
 
 /// Severity, as Event Viewer shows it.

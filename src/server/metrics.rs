@@ -1,0 +1,167 @@
+//! Counters of a running service, per transport, readable while it runs.
+//!
+//! Connection tasks update atomics; the SIP driver publishes the proxy's own counters (routed,
+//! queued, timed out, queue depth) after each step. `serve` prints them as a status line, the
+//! simulation samples them into its time series.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::config::Transport;
+
+/// Counters of one transport (inbound TCP, TLS, MTLS, or outgoing routes).
+#[derive(Debug, Default)]
+pub struct TransportCounters {
+    /// Connections open now (after a successful handshake for TLS).
+    pub established: AtomicU64,
+    /// Connections accepted (or dialled, for routes) in all.
+    pub accepted: AtomicU64,
+    /// Handshakes completed.
+    pub handshakes_ok: AtomicU64,
+    failures: Mutex<BTreeMap<String, u64>>,
+}
+
+impl TransportCounters {
+    /// Counts a failed handshake (or, for TCP, a connection refused) by reason.
+    pub fn failed(&self, reason: &str) {
+        *self
+            .failures
+            .lock()
+            .expect("metrics lock")
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
+    /// Failures by reason.
+    pub fn failures(&self) -> BTreeMap<String, u64> {
+        self.failures.lock().expect("metrics lock").clone()
+    }
+
+    fn snapshot(&self) -> TransportSnapshot {
+        let failures = self.failures();
+        TransportSnapshot {
+            established: self.established.load(Ordering::Relaxed),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            handshakes_ok: self.handshakes_ok.load(Ordering::Relaxed),
+            handshakes_failed: failures.values().sum(),
+            failures,
+        }
+    }
+}
+
+/// The SIP core's counters, as last published by the driver.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SipCounters {
+    /// MESSAGEs delivered (a 2xx relayed back).
+    pub routed: u64,
+    /// MESSAGEs that had to wait for a route connection.
+    pub queued: u64,
+    /// MESSAGEs answered 408 at Timer F.
+    pub timed_out: u64,
+    /// MESSAGEs waiting now.
+    pub queue_depth: u64,
+    /// Registered bindings now.
+    pub registrations: u64,
+}
+
+/// All counters of a service.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Inbound TCP.
+    pub tcp: TransportCounters,
+    /// Inbound TLS.
+    pub tls: TransportCounters,
+    /// Inbound mutual TLS.
+    pub mtls: TransportCounters,
+    /// Outgoing route connections.
+    pub routes: TransportCounters,
+    /// Bytes on a TLS port that were not TLS.
+    pub not_tls: AtomicU64,
+    sip: Mutex<SipCounters>,
+}
+
+impl Metrics {
+    /// The counters of an inbound transport.
+    pub fn transport(&self, t: Transport) -> &TransportCounters {
+        match t {
+            Transport::Tcp => &self.tcp,
+            Transport::Tls => &self.tls,
+            Transport::Mtls => &self.mtls,
+        }
+    }
+
+    /// Publishes the SIP core's counters.
+    pub fn publish_sip(&self, c: SipCounters) {
+        *self.sip.lock().expect("metrics lock") = c;
+    }
+
+    /// A consistent-enough copy of everything.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            tcp: self.tcp.snapshot(),
+            tls: self.tls.snapshot(),
+            mtls: self.mtls.snapshot(),
+            routes: self.routes.snapshot(),
+            not_tls: self.not_tls.load(Ordering::Relaxed),
+            sip: *self.sip.lock().expect("metrics lock"),
+        }
+    }
+}
+
+/// A copy of one transport's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TransportSnapshot {
+    /// Open now.
+    pub established: u64,
+    /// In all.
+    pub accepted: u64,
+    /// Handshakes completed.
+    pub handshakes_ok: u64,
+    /// Handshakes failed.
+    pub handshakes_failed: u64,
+    /// Failures by reason.
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// A copy of all counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MetricsSnapshot {
+    /// Inbound TCP.
+    pub tcp: TransportSnapshot,
+    /// Inbound TLS.
+    pub tls: TransportSnapshot,
+    /// Inbound mutual TLS.
+    pub mtls: TransportSnapshot,
+    /// Outgoing routes.
+    pub routes: TransportSnapshot,
+    /// Non-TLS bytes on TLS ports.
+    pub not_tls: u64,
+    /// The SIP core.
+    pub sip: SipCounters,
+}
+
+impl MetricsSnapshot {
+    /// The one-line status `serve` prints.
+    pub fn status_line(&self) -> String {
+        format!(
+            "tls {} open ({} ok, {} failed) | mtls {} open ({} ok, {} failed) | tcp {} open | routes {} up ({} failed) | msgs routed {} queued {} timed out {} waiting {} | registered {}",
+            self.tls.established,
+            self.tls.handshakes_ok,
+            self.tls.handshakes_failed,
+            self.mtls.established,
+            self.mtls.handshakes_ok,
+            self.mtls.handshakes_failed,
+            self.tcp.established,
+            self.routes.established,
+            self.routes.handshakes_failed,
+            self.sip.routed,
+            self.sip.queued,
+            self.sip.timed_out,
+            self.sip.queue_depth,
+            self.sip.registrations,
+        )
+    }
+}
