@@ -60,11 +60,15 @@ impl UserAgent {
         let mut request = Request::new(method.clone(), uri);
         let branch = format!("{BRANCH_COOKIE}{}", ids.branch);
         let h = &mut request.headers;
-        h.push("Via", Via::new(&self.transport, &self.host, self.port, &branch).to_string());
+        h.push(
+            "Via",
+            Via::new(&self.transport, &self.host, self.port, &branch).to_string(),
+        );
         h.push("Max-Forwards", "70");
         let mut from = NameAddr::new(self.aor.clone());
         from.display.clone_from(&self.display_name);
-        from.params.push(("tag".to_owned(), Some(ids.from_tag.clone())));
+        from.params
+            .push(("tag".to_owned(), Some(ids.from_tag.clone())));
         h.push("From", from.to_string());
         h.push("To", NameAddr::new(to.clone()).to_string());
         h.push("Call-ID", ids.call_id.clone());
@@ -84,13 +88,21 @@ impl UserAgent {
             ..self.aor.clone()
         };
         let mut request = self.request(Method::Register, registrar, &self.aor, ids);
-        request.headers.push("Contact", NameAddr::new(contact.clone()).to_string());
+        request
+            .headers
+            .push("Contact", NameAddr::new(contact.clone()).to_string());
         request.headers.push("Expires", expires.to_string());
         request
     }
 
     /// MESSAGE to `to` with a body of `content_type` (RFC 3428), e.g. `text/plain`.
-    pub fn message(&self, to: &Uri, content_type: &str, body: impl Into<Vec<u8>>, ids: &RequestIds) -> Request {
+    pub fn message(
+        &self,
+        to: &Uri,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+        ids: &RequestIds,
+    ) -> Request {
         let mut request = self.request(Method::Message, to.clone(), to, ids);
         request.headers.push("Content-Type", content_type);
         request.body = body.into();
@@ -100,7 +112,9 @@ impl UserAgent {
     /// OPTIONS to `target` (a server or a user), asking what it supports.
     pub fn options(&self, target: &Uri, ids: &RequestIds) -> Request {
         let mut request = self.request(Method::Options, target.clone(), target, ids);
-        request.headers.push("Accept", "application/sdp, text/plain");
+        request
+            .headers
+            .push("Accept", "application/sdp, text/plain");
         request
     }
 }
@@ -124,7 +138,10 @@ mod tests {
             display_name: Some("Alice".into()),
             user_agent: Some("RTC/1.3".into()),
             port: Some(49152),
-            ..UserAgent::new(Uri::parse("sip:alice@contoso.com").unwrap(), "pc1.contoso.com")
+            ..UserAgent::new(
+                Uri::parse("sip:alice@contoso.com").unwrap(),
+                "pc1.contoso.com",
+            )
         }
     }
 
@@ -135,10 +152,16 @@ mod tests {
         assert_eq!(req.uri.to_string(), "sip:contoso.com");
         let h = &req.headers;
         assert_eq!(h.top_via().unwrap().branch(), Some("z9hG4bKb1"));
-        assert_eq!(h.get("From"), Some("\"Alice\" <sip:alice@contoso.com>;tag=ft"));
+        assert_eq!(
+            h.get("From"),
+            Some("\"Alice\" <sip:alice@contoso.com>;tag=ft")
+        );
         assert_eq!(h.get("To"), Some("<sip:alice@contoso.com>"));
         assert_eq!(h.get("CSeq"), Some("7 REGISTER"));
-        assert_eq!(h.get("Contact"), Some("<sip:alice@pc1.contoso.com:49152;transport=tls>"));
+        assert_eq!(
+            h.get("Contact"),
+            Some("<sip:alice@pc1.contoso.com:49152;transport=tls>")
+        );
         assert_eq!(h.expires(), Ok(Some(3600)));
         assert_eq!(parse_message(&req.to_bytes()), Ok(Message::Request(req)));
     }

@@ -129,7 +129,8 @@ impl Framer {
             self.consume(PONG.len()); // a lone CRLF between messages
         }
         let limit = self.max_message_size;
-        let Some(head_end) = super::parse::find_head_end(&self.buf, self.scanned.saturating_sub(3)) else {
+        let Some(head_end) = super::parse::find_head_end(&self.buf, self.scanned.saturating_sub(3))
+        else {
             if self.buf.len() > limit {
                 return Some(Err(self.fail(FrameError::TooLarge {
                     limit,
@@ -160,7 +161,9 @@ impl Framer {
                 self.consume(total);
                 return Some(Ok(Frame::Message(message)));
             }
-            Ok(None) => FrameError::MissingContentLength { head: head.to_vec() },
+            Ok(None) => FrameError::MissingContentLength {
+                head: head.to_vec(),
+            },
             Err(e) => FrameError::InvalidContentLength {
                 value: match e {
                     super::ParseError::InvalidContentLength { value } => value,
@@ -204,7 +207,11 @@ mod tests {
         f.push(&input);
         assert_eq!(
             frames(&mut f),
-            [Ok(Frame::Message(MSG.to_vec())), Ok(Frame::Ping), Ok(Frame::Message(MSG.to_vec()))]
+            [
+                Ok(Frame::Message(MSG.to_vec())),
+                Ok(Frame::Ping),
+                Ok(Frame::Message(MSG.to_vec()))
+            ]
         );
         assert_eq!(f.buffered(), 0);
     }
@@ -228,7 +235,10 @@ mod tests {
     fn missing_content_length_is_fatal() {
         let mut f = Framer::default();
         f.push(b"MESSAGE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\nhello");
-        assert!(matches!(f.pop(), Some(Err(FrameError::MissingContentLength { .. }))));
+        assert!(matches!(
+            f.pop(),
+            Some(Err(FrameError::MissingContentLength { .. }))
+        ));
         assert!(f.is_failed());
         f.push(MSG);
         assert_eq!(f.pop(), None);
@@ -238,7 +248,9 @@ mod tests {
     fn oversize_by_declared_length_or_endless_head() {
         let mut f = Framer::new(100);
         f.push(b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 1000\r\n\r\n");
-        let Some(Err(FrameError::TooLarge { limit: 100, head })) = f.pop() else { panic!() };
+        let Some(Err(FrameError::TooLarge { limit: 100, head })) = f.pop() else {
+            panic!()
+        };
         assert!(head.ends_with(b"\r\n\r\n"));
 
         let mut f = Framer::new(100);
@@ -252,6 +264,9 @@ mod tests {
     fn conflicting_content_lengths_are_invalid() {
         let mut f = Framer::default();
         f.push(b"MESSAGE sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nab");
-        assert!(matches!(f.pop(), Some(Err(FrameError::InvalidContentLength { .. }))));
+        assert!(matches!(
+            f.pop(),
+            Some(Err(FrameError::InvalidContentLength { .. }))
+        ));
     }
 }

@@ -137,10 +137,10 @@ const SPLIT_ON_PARSE: &[&str] = &["Via", "Contact", "Route", "Record-Route"];
 
 /// The canonical form of a header name: compact forms expanded, known names re-cased.
 pub fn canonical_name(name: &str) -> String {
-    if name.len() == 1 {
-        if let Some((_, full)) = COMPACT.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)) {
-            return (*full).to_owned();
-        }
+    if name.len() == 1
+        && let Some((_, full)) = COMPACT.iter().find(|(c, _)| c.eq_ignore_ascii_case(name))
+    {
+        return (*full).to_owned();
     }
     KNOWN
         .iter()
@@ -213,13 +213,23 @@ impl Headers {
             .iter()
             .position(|h| h.name.eq_ignore_ascii_case(&name))
             .unwrap_or(0);
-        self.entries.insert(at, Header { name, value: value.into() });
+        self.entries.insert(
+            at,
+            Header {
+                name,
+                value: value.into(),
+            },
+        );
     }
 
     /// Replaces all fields of `name` by one field holding `value` (in the first one's place).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let name = canonical_name(name);
-        match self.entries.iter().position(|h| h.name.eq_ignore_ascii_case(&name)) {
+        match self
+            .entries
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case(&name))
+        {
             Some(at) => {
                 self.entries[at].value = value.into();
                 let mut index = 0;
@@ -228,14 +238,20 @@ impl Headers {
                     index - 1 == at || !h.name.eq_ignore_ascii_case(&name)
                 });
             }
-            None => self.entries.push(Header { name, value: value.into() }),
+            None => self.entries.push(Header {
+                name,
+                value: value.into(),
+            }),
         }
     }
 
     /// Removes and returns the first value of `name`.
     pub fn remove_first(&mut self, name: &str) -> Option<String> {
         let name = canonical_name(name);
-        let at = self.entries.iter().position(|h| h.name.eq_ignore_ascii_case(&name))?;
+        let at = self
+            .entries
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case(&name))?;
         Some(self.entries.remove(at).value)
     }
 
@@ -272,24 +288,33 @@ impl Headers {
 
     /// The CSeq.
     pub fn cseq(&self) -> Result<CSeq, HeaderError> {
-        let value = self.get("CSeq").ok_or(HeaderError::Missing { header: "CSeq" })?;
+        let value = self
+            .get("CSeq")
+            .ok_or(HeaderError::Missing { header: "CSeq" })?;
         CSeq::parse(value)
     }
 
     /// The top-most Via.
     pub fn top_via(&self) -> Result<Via, HeaderError> {
-        Via::parse(self.get("Via").ok_or(HeaderError::Missing { header: "Via" })?)
+        Via::parse(
+            self.get("Via")
+                .ok_or(HeaderError::Missing { header: "Via" })?,
+        )
     }
 
     /// The From header.
     pub fn from_addr(&self) -> Result<NameAddr, HeaderError> {
-        let value = self.get("From").ok_or(HeaderError::Missing { header: "From" })?;
+        let value = self
+            .get("From")
+            .ok_or(HeaderError::Missing { header: "From" })?;
         NameAddr::parse(value, "From")
     }
 
     /// The To header.
     pub fn to_addr(&self) -> Result<NameAddr, HeaderError> {
-        let value = self.get("To").ok_or(HeaderError::Missing { header: "To" })?;
+        let value = self
+            .get("To")
+            .ok_or(HeaderError::Missing { header: "To" })?;
         NameAddr::parse(value, "To")
     }
 
@@ -302,7 +327,9 @@ impl Headers {
 
     /// Expires, if present.
     pub fn expires(&self) -> Result<Option<u32>, HeaderError> {
-        self.get("Expires").map(|v| parse_u32(v, "Expires")).transpose()
+        self.get("Expires")
+            .map(|v| parse_u32(v, "Expires"))
+            .transpose()
     }
 }
 
@@ -315,7 +342,9 @@ fn parse_u32(value: &str, header: &'static str) -> Result<u32, HeaderError> {
         });
     }
     // RFC 3261 caps delta-seconds at 2^32-1; clamp anything larger.
-    Ok(value.parse::<u64>().map_or(u32::MAX, |n| n.min(u64::from(u32::MAX)) as u32))
+    Ok(value
+        .parse::<u64>()
+        .map_or(u32::MAX, |n| n.min(u64::from(u32::MAX)) as u32))
 }
 
 /// Splits a comma-separated header value, ignoring commas inside quotes and angle brackets.
@@ -409,8 +438,13 @@ impl Via {
         let (head, params) = value.split_once(';').unwrap_or((value, ""));
         let head = head.trim();
         // The protocol may have spaces around its slashes; the sent-by is the last token.
-        let split = head.rfind(char::is_whitespace).ok_or_else(|| malformed("no sent-by"))?;
-        let protocol: String = head[..split].chars().filter(|c| !c.is_whitespace()).collect();
+        let split = head
+            .rfind(char::is_whitespace)
+            .ok_or_else(|| malformed("no sent-by"))?;
+        let protocol: String = head[..split]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         let sent_by = head[split..].trim();
         let transport = protocol
             .get(..8)
@@ -499,7 +533,10 @@ impl NameAddr {
                 })
                 .map(|(i, _)| i)
                 .ok_or_else(|| malformed("unclosed quoted display name"))?;
-            (Some(quoted[..end].to_owned()), quoted[end + 1..].trim_start())
+            (
+                Some(quoted[..end].to_owned()),
+                quoted[end + 1..].trim_start(),
+            )
         } else if let Some(lt) = value.find('<') {
             let name = value[..lt].trim();
             ((!name.is_empty()).then(|| name.to_owned()), &value[lt..])
@@ -593,14 +630,20 @@ mod tests {
     fn compact_and_case_insensitive_names() {
         let mut h = Headers::new();
         h.push_parsed("i", "abc");
-        h.push_parsed("VIA", "SIP/2.0/TLS a.example;branch=z9hG4bK1, SIP/2.0/TCP b.example");
+        h.push_parsed(
+            "VIA",
+            "SIP/2.0/TLS a.example;branch=z9hG4bK1, SIP/2.0/TCP b.example",
+        );
         h.push_parsed("m", "\"Doe, John\" <sip:j@x.example>, <sip:k@y.example>");
         assert_eq!(h.get("call-id"), Some("abc"));
         assert_eq!(h.get("I"), Some("abc"));
         assert_eq!(h.get_all("v").count(), 2);
         assert_eq!(h.iter().next().map(|h| h.name.as_str()), Some("Call-ID"));
         let contacts: Vec<_> = h.get_all("Contact").collect();
-        assert_eq!(contacts, ["\"Doe, John\" <sip:j@x.example>", "<sip:k@y.example>"]);
+        assert_eq!(
+            contacts,
+            ["\"Doe, John\" <sip:j@x.example>", "<sip:k@y.example>"]
+        );
         assert_eq!(h.top_via().unwrap().branch(), Some("z9hG4bK1"));
     }
 
@@ -622,22 +665,31 @@ mod tests {
 
     #[test]
     fn via_parse_and_display() {
-        let via = Via::parse("SIP / 2.0 / tls client.contoso.com:49152;branch=z9hG4bKx;rport").unwrap();
+        let via =
+            Via::parse("SIP / 2.0 / tls client.contoso.com:49152;branch=z9hG4bKx;rport").unwrap();
         assert_eq!(via.transport, "TLS");
         assert_eq!(via.sent_by(), "client.contoso.com:49152");
         assert_eq!(via.branch(), Some("z9hG4bKx"));
         assert_eq!(via.param("rport"), Some(None));
-        assert_eq!(via.to_string(), "SIP/2.0/TLS client.contoso.com:49152;branch=z9hG4bKx;rport");
+        assert_eq!(
+            via.to_string(),
+            "SIP/2.0/TLS client.contoso.com:49152;branch=z9hG4bKx;rport"
+        );
         assert!(Via::parse("HTTP/1.1 host").is_err());
         assert!(Via::parse("SIP/2.0/TLS").is_err());
     }
 
     #[test]
     fn name_addr_forms() {
-        let a = NameAddr::parse("\"Alice \\\"A\\\"\" <sip:alice@contoso.com>;tag=12", "From").unwrap();
+        let a =
+            NameAddr::parse("\"Alice \\\"A\\\"\" <sip:alice@contoso.com>;tag=12", "From").unwrap();
         assert_eq!(a.display.as_deref(), Some("Alice \\\"A\\\""));
         assert_eq!(a.tag(), Some("12"));
-        let b = NameAddr::parse("Bob <sip:bob@contoso.com;transport=tls>;expires=60", "Contact").unwrap();
+        let b = NameAddr::parse(
+            "Bob <sip:bob@contoso.com;transport=tls>;expires=60",
+            "Contact",
+        )
+        .unwrap();
         assert_eq!(b.display.as_deref(), Some("Bob"));
         assert_eq!(b.uri.params, ";transport=tls");
         assert_eq!(b.param("expires"), Some(Some("60")));

@@ -59,7 +59,10 @@ impl Method {
     pub fn as_str(&self) -> &str {
         match self {
             Method::Other(token) => token,
-            known => NAMED.iter().find(|(_, m)| m == known).map_or("", |(name, _)| name),
+            known => NAMED
+                .iter()
+                .find(|(_, m)| m == known)
+                .map_or("", |(name, _)| name),
         }
     }
 }
@@ -139,7 +142,10 @@ impl Response {
     pub fn for_request(request: &Request, status: u16) -> Response {
         let mut response = Response::new(status);
         for header in request.headers.iter() {
-            if matches!(header.name.as_str(), "Via" | "From" | "To" | "Call-ID" | "CSeq") {
+            if matches!(
+                header.name.as_str(),
+                "Via" | "From" | "To" | "Call-ID" | "CSeq"
+            ) {
                 response.headers.push(&header.name, header.value.clone());
             }
         }
@@ -149,7 +155,11 @@ impl Response {
     /// Adds `;tag=<tag>` to the To header unless it already has a tag (RFC 3261 §8.2.6.2).
     pub fn with_to_tag(mut self, tag: &str) -> Response {
         if let Some(to) = self.headers.get("To") {
-            let has_tag = self.headers.to_addr().map(|a| a.tag().is_some()).unwrap_or(true);
+            let has_tag = self
+                .headers
+                .to_addr()
+                .map(|a| a.tag().is_some())
+                .unwrap_or(true);
             if !has_tag {
                 let to = format!("{to};tag={tag}");
                 self.headers.set("To", to);
@@ -213,34 +223,39 @@ fn serialize(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
 
 /// The standard reason phrase for a status code (RFC 3261 §21 and the few extensions used here).
 pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        100 => "Trying",
-        180 => "Ringing",
-        200 => "OK",
-        202 => "Accepted",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        416 => "Unsupported URI Scheme",
-        420 => "Bad Extension",
-        423 => "Interval Too Brief",
-        480 => "Temporarily Unavailable",
-        481 => "Call/Transaction Does Not Exist",
-        482 => "Loop Detected",
-        483 => "Too Many Hops",
-        500 => "Server Internal Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        504 => "Server Time-out",
-        505 => "Version Not Supported",
-        513 => "Message Too Large",
-        100..=199 => "Provisional",
-        200..=299 => "Success",
-        300..=399 => "Redirection",
-        400..=499 => "Client Error",
-        500..=599 => "Server Error",
+    const PHRASES: &[(u16, &str)] = &[
+        (100, "Trying"),
+        (180, "Ringing"),
+        (200, "OK"),
+        (202, "Accepted"),
+        (400, "Bad Request"),
+        (403, "Forbidden"),
+        (404, "Not Found"),
+        (405, "Method Not Allowed"),
+        (408, "Request Timeout"),
+        (416, "Unsupported URI Scheme"),
+        (420, "Bad Extension"),
+        (423, "Interval Too Brief"),
+        (480, "Temporarily Unavailable"),
+        (481, "Call/Transaction Does Not Exist"),
+        (482, "Loop Detected"),
+        (483, "Too Many Hops"),
+        (500, "Server Internal Error"),
+        (501, "Not Implemented"),
+        (503, "Service Unavailable"),
+        (504, "Server Time-out"),
+        (505, "Version Not Supported"),
+        (513, "Message Too Large"),
+    ];
+    if let Some((_, phrase)) = PHRASES.iter().find(|(code, _)| *code == status) {
+        return phrase;
+    }
+    match status / 100 {
+        1 => "Provisional",
+        2 => "Success",
+        3 => "Redirection",
+        4 => "Client Error",
+        5 => "Server Error",
         _ => "Global Failure",
     }
 }
@@ -252,7 +267,8 @@ mod tests {
     #[test]
     fn serializes_with_computed_content_length() {
         let mut req = Request::new(Method::Message, Uri::parse("sip:bob@contoso.com").unwrap());
-        req.headers.push("Via", "SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1");
+        req.headers
+            .push("Via", "SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1");
         req.headers.push("Content-Length", "999");
         req.body = b"hello".to_vec();
         let text = String::from_utf8(req.to_bytes()).unwrap();
@@ -276,7 +292,9 @@ mod tests {
         ] {
             req.headers.push(n, v);
         }
-        let resp = Response::for_request(&req, 200).with_to_tag("t1").with_to_tag("t2");
+        let resp = Response::for_request(&req, 200)
+            .with_to_tag("t1")
+            .with_to_tag("t2");
         assert_eq!(resp.headers.len(), 6);
         assert_eq!(resp.headers.get("To"), Some("<sip:contoso.com>;tag=t1"));
         assert_eq!(resp.reason, "OK");

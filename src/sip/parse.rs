@@ -77,7 +77,11 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Header lines of a head (after the start line), with folded continuation lines joined.
 fn header_lines(head: &str) -> impl Iterator<Item = String> + '_ {
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).skip(1).peekable();
+    let mut lines = head
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .skip(1)
+        .peekable();
     std::iter::from_fn(move || {
         let mut line = lines.next()?.to_owned();
         while let Some(next) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
@@ -94,7 +98,9 @@ pub(crate) fn content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
     let head = String::from_utf8_lossy(head);
     let mut found: Option<(usize, String)> = None;
     for line in header_lines(&head) {
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         let name = name.trim();
         if !(name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l")) {
             continue;
@@ -121,13 +127,13 @@ pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
     let head_end = find_head_end(bytes, 0).ok_or(ParseError::MissingHeadEnd)?;
     let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| ParseError::HeadNotUtf8)?;
     let body = &bytes[head_end..];
-    if let Some(declared) = content_length(head.as_bytes())? {
-        if declared != body.len() {
-            return Err(ParseError::BodyLengthMismatch {
-                declared,
-                actual: body.len(),
-            });
-        }
+    if let Some(declared) = content_length(head.as_bytes())?
+        && declared != body.len()
+    {
+        return Err(ParseError::BodyLengthMismatch {
+            declared,
+            actual: body.len(),
+        });
     }
     let start = head.split('\n').next().unwrap_or("");
     let start = start.strip_suffix('\r').unwrap_or(start);
@@ -205,7 +211,8 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         });
     }
     let mut parts = line.split_whitespace();
-    let (Some(method), Some(uri), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(invalid());
     };
@@ -229,7 +236,9 @@ pub(crate) fn salvage_headers(head: &[u8]) -> Headers {
     let head = String::from_utf8_lossy(head);
     let mut headers = Headers::new();
     for line in header_lines(&head) {
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         let name = canonical_name(name.trim());
         if matches!(name.as_str(), "Via" | "From" | "To" | "Call-ID" | "CSeq") {
             headers.push_parsed(&name, value.trim());
@@ -271,40 +280,76 @@ mod tests {
 
     #[test]
     fn parses_status_line() {
-        let Ok(Message::Response(r)) = parse_message(b"SIP/2.0 480 Temporarily Unavailable\r\nCall-ID: x\r\n\r\n") else {
+        let Ok(Message::Response(r)) =
+            parse_message(b"SIP/2.0 480 Temporarily Unavailable\r\nCall-ID: x\r\n\r\n")
+        else {
             panic!()
         };
-        assert_eq!((r.status, r.reason.as_str()), (480, "Temporarily Unavailable"));
-        let Ok(Message::Response(r)) = parse_message(b"SIP/2.0 200\r\n\r\n") else { panic!() };
+        assert_eq!(
+            (r.status, r.reason.as_str()),
+            (480, "Temporarily Unavailable")
+        );
+        let Ok(Message::Response(r)) = parse_message(b"SIP/2.0 200\r\n\r\n") else {
+            panic!()
+        };
         assert_eq!((r.status, r.reason.as_str()), (200, ""));
     }
 
     #[test]
     fn typed_errors() {
-        let cases: &[(&[u8], fn(&ParseError) -> bool)] = &[
-            (b"MESSAGE sip:a@b SIP/2.0\r\n", |e| *e == ParseError::MissingHeadEnd),
-            (b"HELLO\r\n\r\n", |e| matches!(e, ParseError::InvalidStartLine { .. })),
-            (b"MESSAGE sip:a@b SIP/3.0\r\n\r\n", |e| matches!(e, ParseError::UnsupportedVersion { .. })),
-            (b"SIP/2.0 99 Low\r\n\r\n", |e| matches!(e, ParseError::InvalidStatusCode { .. })),
+        type Check = fn(&ParseError) -> bool;
+        let cases: &[(&[u8], Check)] = &[
+            (b"MESSAGE sip:a@b SIP/2.0\r\n", |e| {
+                *e == ParseError::MissingHeadEnd
+            }),
+            (b"HELLO\r\n\r\n", |e| {
+                matches!(e, ParseError::InvalidStartLine { .. })
+            }),
+            (b"MESSAGE sip:a@b SIP/3.0\r\n\r\n", |e| {
+                matches!(e, ParseError::UnsupportedVersion { .. })
+            }),
+            (b"SIP/2.0 99 Low\r\n\r\n", |e| {
+                matches!(e, ParseError::InvalidStatusCode { .. })
+            }),
             (b"MESSAGE tel:+1 SIP/2.0\r\n\r\n", |e| {
-                matches!(e, ParseError::InvalidUri { source: UriError::UnsupportedScheme { .. } })
+                matches!(
+                    e,
+                    ParseError::InvalidUri {
+                        source: UriError::UnsupportedScheme { .. }
+                    }
+                )
             }),
-            (b"MESSAGE sip:a@b SIP/2.0\r\nNoColon\r\n\r\n", |e| matches!(e, ParseError::InvalidHeaderLine { .. })),
-            (b"MESSAGE sip:a@b SIP/2.0\r\nl: x\r\n\r\n", |e| matches!(e, ParseError::InvalidContentLength { .. })),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nNoColon\r\n\r\n", |e| {
+                matches!(e, ParseError::InvalidHeaderLine { .. })
+            }),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nl: x\r\n\r\n", |e| {
+                matches!(e, ParseError::InvalidContentLength { .. })
+            }),
             (b"MESSAGE sip:a@b SIP/2.0\r\nl: 5\r\n\r\nab", |e| {
-                *e == ParseError::BodyLengthMismatch { declared: 5, actual: 2 }
+                *e == ParseError::BodyLengthMismatch {
+                    declared: 5,
+                    actual: 2,
+                }
             }),
-            (b"MESSAGE sip:a@b SIP/2.0\r\nX: \xff\r\n\r\n", |e| *e == ParseError::HeadNotUtf8),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nX: \xff\r\n\r\n", |e| {
+                *e == ParseError::HeadNotUtf8
+            }),
         ];
         for (bytes, check) in cases {
             let err = parse_message(bytes).expect_err(&String::from_utf8_lossy(bytes));
-            assert!(check(&err), "{:?} gave {err:?}", String::from_utf8_lossy(bytes));
+            assert!(
+                check(&err),
+                "{:?} gave {err:?}",
+                String::from_utf8_lossy(bytes)
+            );
         }
     }
 
     #[test]
     fn salvages_headers_from_garbage() {
-        let h = salvage_headers(b"GARBAGE\r\nv: SIP/2.0/TCP x;branch=z9hG4bK1\r\n???\r\ni: abc\r\n\r\n");
+        let h = salvage_headers(
+            b"GARBAGE\r\nv: SIP/2.0/TCP x;branch=z9hG4bK1\r\n???\r\ni: abc\r\n\r\n",
+        );
         assert_eq!(h.get("Via"), Some("SIP/2.0/TCP x;branch=z9hG4bK1"));
         assert_eq!(h.get("Call-ID"), Some("abc"));
         assert_eq!(h.len(), 2);

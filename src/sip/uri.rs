@@ -64,7 +64,9 @@ impl Uri {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
         {
-            return Err(malformed("contains whitespace, control characters, quotes or brackets"));
+            return Err(malformed(
+                "contains whitespace, control characters, quotes or brackets",
+            ));
         }
         let (scheme, rest) = text.split_once(':').ok_or_else(|| malformed("no scheme"))?;
         let secure = if scheme.eq_ignore_ascii_case("sip") {
@@ -84,16 +86,25 @@ impl Uri {
             None => (None, rest),
         };
         let (host, after_host) = if let Some(v6) = hostpart.strip_prefix('[') {
-            let end = v6.find(']').ok_or_else(|| malformed("unclosed IPv6 reference"))?;
+            let end = v6
+                .find(']')
+                .ok_or_else(|| malformed("unclosed IPv6 reference"))?;
             let inner = &v6[..end];
-            if inner.is_empty() || !inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+            if inner.is_empty()
+                || !inner
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+            {
                 return Err(malformed("invalid IPv6 reference"));
             }
             (&hostpart[..end + 2], &v6[end + 1..])
         } else {
             let end = hostpart.find([':', ';', '?']).unwrap_or(hostpart.len());
             let host = &hostpart[..end];
-            if !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')) {
+            if !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            {
                 return Err(malformed("invalid character in host"));
             }
             (host, &hostpart[end..])
@@ -105,7 +116,10 @@ impl Uri {
             Some(p) => {
                 let end = p.find([';', '?']).unwrap_or(p.len());
                 let digits = &p[..end];
-                if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                if digits.is_empty()
+                    || digits.len() > 5
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
                     return Err(malformed("invalid port"));
                 }
                 let port = digits.parse().map_err(|_| malformed("port out of range"))?;
@@ -194,7 +208,10 @@ mod tests {
         assert_eq!(uri.port, Some(5061));
         assert_eq!(uri.params, ";transport=tls?subject=hi");
         assert_eq!(uri.aor(), "alice@contoso.com");
-        assert_eq!(uri.to_string(), "sip:alice@Contoso.com:5061;transport=tls?subject=hi");
+        assert_eq!(
+            uri.to_string(),
+            "sip:alice@Contoso.com:5061;transport=tls?subject=hi"
+        );
     }
 
     #[test]
@@ -210,9 +227,20 @@ mod tests {
     fn rejects_other_schemes_and_garbage() {
         assert_eq!(
             Uri::parse("tel:+15551234"),
-            Err(UriError::UnsupportedScheme { scheme: "tel".into() })
+            Err(UriError::UnsupportedScheme {
+                scheme: "tel".into()
+            })
         );
-        for bad in ["", "sip:", "sip:@host", "alice@host", "sip:host:99999", "sip:ho st", "sip:a@b:x", "sip:[::1"] {
+        for bad in [
+            "",
+            "sip:",
+            "sip:@host",
+            "alice@host",
+            "sip:host:99999",
+            "sip:ho st",
+            "sip:a@b:x",
+            "sip:[::1",
+        ] {
             assert!(
                 matches!(Uri::parse(bad), Err(UriError::Malformed { .. })),
                 "{bad:?} should be malformed"
