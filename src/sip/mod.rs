@@ -22,16 +22,26 @@
 //! dialogs (answered 405).
 
 mod builder;
+mod config;
 mod framer;
 mod header;
 mod message;
 mod parse;
+mod proxy;
+mod registrar;
+mod timers;
+mod transaction;
 mod uri;
 
 pub use builder::{RequestIds, UserAgent};
+pub use config::{ProxyConfig, RouteId, StaticRoute};
 pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, Frame, FrameError, Framer, PING, PONG};
-pub use header::{BRANCH_COOKIE, CSeq, Header, HeaderError, Headers, NameAddr, Params, Via, canonical_name, split_list};
+pub use header::{
+    BRANCH_COOKIE, CSeq, Header, HeaderError, Headers, NameAddr, Params, Via, canonical_name,
+    split_list,
+};
 pub use message::{Message, Method, Request, Response, reason_phrase};
 pub use parse::{ParseError, parse_message};
+pub use proxy::{Action, ConnId, ConnKind, Event, Proxy, ProxyStats, Transport};
+pub use registrar::BindingRemoval;
 pub use uri::{Uri, UriError};
-
