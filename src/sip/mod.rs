@@ -45,3 +45,6 @@ pub use parse::{ParseError, parse_message};
 pub use proxy::{Action, ConnId, ConnKind, Event, Proxy, ProxyStats, Transport};
 pub use registrar::BindingRemoval;
 pub use uri::{Uri, UriError};
+
+#[cfg(test)]
+mod proptests;
