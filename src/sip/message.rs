@@ -206,15 +206,23 @@ impl Message {
     }
 }
 
+/// Writes the head. Line breaks inside the start line or a header (which the parser never
+/// produces, but a caller could put there) become spaces, so no input can inject a header or
+/// desynchronise the stream.
 fn serialize(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(start.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for header in headers.iter().filter(|h| h.name != "Content-Length") {
-        out.extend_from_slice(header.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(header.value.as_bytes());
+    fn line(out: &mut Vec<u8>, parts: &[&str]) {
+        for part in parts {
+            out.extend(
+                part.bytes()
+                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            );
+        }
         out.extend_from_slice(b"\r\n");
+    }
+    let mut out = Vec::with_capacity(256 + body.len());
+    line(&mut out, &[start]);
+    for header in headers.iter().filter(|h| h.name != "Content-Length") {
+        line(&mut out, &[&header.name, ": ", &header.value]);
     }
     out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
     out.extend_from_slice(body);
@@ -270,11 +278,12 @@ mod tests {
         req.headers
             .push("Via", "SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1");
         req.headers.push("Content-Length", "999");
+        req.headers.push("Subject", "a\r\nInjected: 1");
         req.body = b"hello".to_vec();
         let text = String::from_utf8(req.to_bytes()).unwrap();
         assert_eq!(
             text,
-            "MESSAGE sip:bob@contoso.com SIP/2.0\r\nVia: SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1\r\nContent-Length: 5\r\n\r\nhello"
+            "MESSAGE sip:bob@contoso.com SIP/2.0\r\nVia: SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1\r\nSubject: a  Injected: 1\r\nContent-Length: 5\r\n\r\nhello"
         );
     }
 

@@ -1,7 +1,8 @@
 //! Parsing one complete message (start line, headers, body) from bytes.
 //!
 //! The parser is strict about structure (start line, `name: value` lines, SIP/2.0) and lenient
-//! about spacing, header case, compact names, folded lines and bare-LF line ends. It never
+//! about spacing, header case, compact names, folded lines and bare-LF line ends inside the
+//! headers (the blank line ending them must be CRLF CRLF, as stream framing needs). It never
 //! panics: every failure is a typed [`ParseError`], which the proxy turns into a 400 (or 505,
 //! 416) when the message could be delimited. Delimiting on a stream is the
 //! [`Framer`](super::Framer)'s job; this module only sees whole messages.
@@ -175,7 +176,7 @@ enum StartLine {
 fn check_version(version: &str) -> Result<(), ParseError> {
     if version.eq_ignore_ascii_case("SIP/2.0") {
         Ok(())
-    } else if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+    } else if version.len() > 4 && looks_like_response(version.as_bytes()) {
         Err(ParseError::UnsupportedVersion {
             version: truncate(version, 20),
         })
@@ -190,7 +191,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     let invalid = || ParseError::InvalidStartLine {
         line: truncate(line, 200),
     };
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if looks_like_response(line.as_bytes()) {
         let (version, rest) = line.split_once(' ').ok_or_else(invalid)?;
         check_version(version).map_err(|e| match e {
             ParseError::InvalidStartLine { .. } => invalid(),
@@ -301,6 +302,12 @@ mod tests {
         let cases: &[(&[u8], Check)] = &[
             (b"MESSAGE sip:a@b SIP/2.0\r\n", |e| {
                 *e == ParseError::MissingHeadEnd
+            }),
+            ("SIP€ 200 OK\r\n\r\n".as_bytes(), |e| {
+                matches!(e, ParseError::InvalidStartLine { .. })
+            }),
+            ("OPTIONS sip:a@b SIP€\r\n\r\n".as_bytes(), |e| {
+                matches!(e, ParseError::InvalidStartLine { .. })
             }),
             (b"HELLO\r\n\r\n", |e| {
                 matches!(e, ParseError::InvalidStartLine { .. })

@@ -174,6 +174,25 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parsers_never_panic_on_text(
+        start in "(SIP/|MESSAGE |sip:|)\\PC{0,24}",
+        lines in vec("(v|To|i|l|Content-Length|\\PC{0,6}): ?\\PC{0,24}", 0..5),
+        body in "\\PC{0,8}",
+    ) {
+        let text = format!("{start}\r\n{}\r\n\r\n{body}", lines.join("\r\n"));
+        let _ = parse_message(text.as_bytes());
+        for line in &lines {
+            let value = line.split_once(':').map_or(line.as_str(), |(_, v)| v);
+            let _ = (Uri::parse(value), Via::parse(value), NameAddr::parse(value, "To"), CSeq::parse(value));
+        }
+        let _ = Uri::parse(&start);
+    }
+}
+
 // ---------------------------------------------------------------- proxy histories
 
 #[derive(Debug, Clone)]
