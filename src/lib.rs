@@ -11,6 +11,9 @@
 //!   renewal policies that lose (or keep) the service account's access;
 //! - [`config`]: `lcs.toml`, the listening connections and routes that name the certificate by
 //!   issuer + serial, as LCS's WMI configuration does;
+//! - [`sip`]: the sans-IO SIP core (parser, framer, transactions, registrar, proxy, Timer F);
+//! - [`server`]: the async shell that runs it: listeners, credentials from the store checked
+//!   on every handshake, the event log and counters;
 //! - [`eventlog`]: the deployment's application event log;
 //! - [`deployment`]: a deployment folder tying them together (`lcs-sim init`);
 //! - [`clock`]: the one source of time, so the same code runs live and on virtual time.
@@ -23,5 +26,7 @@ pub mod config;
 pub mod deployment;
 pub mod eventlog;
 pub mod pki;
+pub mod server;
+pub mod sip;
 pub mod store;
 pub mod winerr;

@@ -1,0 +1,364 @@
+//! Parsing one complete message (start line, headers, body) from bytes.
+//!
+//! The parser is strict about structure (start line, `name: value` lines, SIP/2.0) and lenient
+//! about spacing, header case, compact names, folded lines and bare-LF line ends inside the
+//! headers (the blank line ending them must be CRLF CRLF, as stream framing needs). It never
+//! panics: every failure is a typed [`ParseError`], which the proxy turns into a 400 (or 505,
+//! 416) when the message could be delimited. Delimiting on a stream is the
+//! [`Framer`](super::Framer)'s job; this module only sees whole messages.
+
+use super::header::{Headers, canonical_name, is_token};
+use super::message::{Message, Method, Request, Response};
+use super::uri::{Uri, UriError, truncate};
+
+/// Why bytes are not a SIP message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// There is no blank line ending the headers.
+    #[error("no blank line ends the message headers")]
+    MissingHeadEnd,
+    /// The start line and headers are not UTF-8.
+    #[error("message headers are not valid UTF-8")]
+    HeadNotUtf8,
+    /// The start line is neither a request line nor a status line.
+    #[error("malformed start line {line:?}")]
+    InvalidStartLine {
+        /// The start line (truncated if long).
+        line: String,
+    },
+    /// The SIP version is not SIP/2.0.
+    #[error("unsupported SIP version {version:?}")]
+    UnsupportedVersion {
+        /// The version found.
+        version: String,
+    },
+    /// The status line's code is not 100–699.
+    #[error("invalid status code in {line:?}")]
+    InvalidStatusCode {
+        /// The status line (truncated if long).
+        line: String,
+    },
+    /// The Request-URI does not parse.
+    #[error("invalid Request-URI")]
+    InvalidUri {
+        /// The URI error.
+        #[source]
+        source: UriError,
+    },
+    /// A header line is not `name: value`.
+    #[error("malformed header line {line:?}")]
+    InvalidHeaderLine {
+        /// The line (truncated if long).
+        line: String,
+    },
+    /// Content-Length is not a number, or several disagree.
+    #[error("invalid Content-Length {value:?}")]
+    InvalidContentLength {
+        /// The value(s) found.
+        value: String,
+    },
+    /// Content-Length disagrees with the body actually present.
+    #[error("Content-Length says {declared} bytes but the body has {actual}")]
+    BodyLengthMismatch {
+        /// The Content-Length value.
+        declared: usize,
+        /// The bytes after the headers.
+        actual: usize,
+    },
+}
+
+/// Where the headers end: the index just past the first `\r\n\r\n` at or after `from`.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    buf.get(from..)?
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| from + p + 4)
+}
+
+/// Header lines of a head (after the start line), with folded continuation lines joined.
+fn header_lines(head: &str) -> impl Iterator<Item = String> + '_ {
+    let mut lines = head
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .skip(1)
+        .peekable();
+    std::iter::from_fn(move || {
+        let mut line = lines.next()?.to_owned();
+        while let Some(next) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
+            line.push(' ');
+            line.push_str(next.trim());
+        }
+        Some(line)
+    })
+    .filter(|l| !l.is_empty())
+}
+
+/// The Content-Length of a head, `Ok(None)` if absent. Compact `l` counts.
+pub(crate) fn content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
+    let head = String::from_utf8_lossy(head);
+    let mut found: Option<(usize, String)> = None;
+    for line in header_lines(&head) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if !(name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l")) {
+            continue;
+        }
+        let value = value.trim();
+        let invalid = || ParseError::InvalidContentLength {
+            value: truncate(value, 40),
+        };
+        if value.is_empty() || value.len() > 9 || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let length = value.parse().map_err(|_| invalid())?;
+        match &found {
+            Some((previous, _)) if *previous != length => return Err(invalid()),
+            _ => found = Some((length, value.to_owned())),
+        }
+    }
+    Ok(found.map(|(length, _)| length))
+}
+
+/// Parses one complete message. If Content-Length is present it must match the body exactly;
+/// if absent, everything after the headers is the body.
+pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
+    let head_end = find_head_end(bytes, 0).ok_or(ParseError::MissingHeadEnd)?;
+    let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| ParseError::HeadNotUtf8)?;
+    let body = &bytes[head_end..];
+    if let Some(declared) = content_length(head.as_bytes())?
+        && declared != body.len()
+    {
+        return Err(ParseError::BodyLengthMismatch {
+            declared,
+            actual: body.len(),
+        });
+    }
+    let start = head.split('\n').next().unwrap_or("");
+    let start = start.strip_suffix('\r').unwrap_or(start);
+    let mut headers = Headers::new();
+    for line in header_lines(head) {
+        let (name, value) = line
+            .split_once(':')
+            .filter(|(name, _)| is_token(name.trim()))
+            .ok_or_else(|| ParseError::InvalidHeaderLine {
+                line: truncate(&line, 200),
+            })?;
+        let name = canonical_name(name.trim());
+        if name != "Content-Length" {
+            headers.push_parsed(&name, value.trim());
+        }
+    }
+    let body = body.to_vec();
+    parse_start_line(start).map(|start| match start {
+        StartLine::Request { method, uri } => Message::Request(Request {
+            method,
+            uri,
+            headers,
+            body,
+        }),
+        StartLine::Response { status, reason } => Message::Response(Response {
+            status,
+            reason,
+            headers,
+            body,
+        }),
+    })
+}
+
+enum StartLine {
+    Request { method: Method, uri: Uri },
+    Response { status: u16, reason: String },
+}
+
+fn check_version(version: &str) -> Result<(), ParseError> {
+    if version.eq_ignore_ascii_case("SIP/2.0") {
+        Ok(())
+    } else if version.len() > 4 && looks_like_response(version.as_bytes()) {
+        Err(ParseError::UnsupportedVersion {
+            version: truncate(version, 20),
+        })
+    } else {
+        Err(ParseError::InvalidStartLine {
+            line: truncate(version, 200),
+        })
+    }
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
+    let invalid = || ParseError::InvalidStartLine {
+        line: truncate(line, 200),
+    };
+    if looks_like_response(line.as_bytes()) {
+        let (version, rest) = line.split_once(' ').ok_or_else(invalid)?;
+        check_version(version).map_err(|e| match e {
+            ParseError::InvalidStartLine { .. } => invalid(),
+            other => other,
+        })?;
+        let rest = rest.trim_start();
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let status = Some(code)
+            .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|s| (100..=699).contains(s))
+            .ok_or_else(|| ParseError::InvalidStatusCode {
+                line: truncate(line, 200),
+            })?;
+        return Ok(StartLine::Response {
+            status,
+            reason: reason.trim().to_owned(),
+        });
+    }
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    if !is_token(method) {
+        return Err(invalid());
+    }
+    check_version(version).map_err(|e| match e {
+        ParseError::InvalidStartLine { .. } => invalid(),
+        other => other,
+    })?;
+    let uri = Uri::parse(uri).map_err(|source| ParseError::InvalidUri { source })?;
+    Ok(StartLine::Request {
+        method: Method::from_token(method),
+        uri,
+    })
+}
+
+/// Best-effort recovery of the headers needed to answer a message that failed to parse or to
+/// frame (Via, From, To, Call-ID, CSeq), so the error response can reach the sender.
+pub(crate) fn salvage_headers(head: &[u8]) -> Headers {
+    let head = String::from_utf8_lossy(head);
+    let mut headers = Headers::new();
+    for line in header_lines(&head) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = canonical_name(name.trim());
+        if matches!(name.as_str(), "Via" | "From" | "To" | "Call-ID" | "CSeq") {
+            headers.push_parsed(&name, value.trim());
+        }
+    }
+    headers
+}
+
+/// Whether the bytes start like a status line (responses are never answered).
+pub(crate) fn looks_like_response(bytes: &[u8]) -> bool {
+    bytes.len() >= 4 && bytes[..4].eq_ignore_ascii_case(b"SIP/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(text: &str) -> Request {
+        match parse_message(text.as_bytes()) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_compact_folded_request_with_body() {
+        let r = request(
+            "MESSAGE sip:bob@contoso.com SIP/2.0\r\nv: SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1\r\n\
+             f: <sip:alice@contoso.com>;tag=1\r\nt: <sip:bob@contoso.com>\r\ni: c1\r\nCSeq: 1\r\n MESSAGE\r\n\
+             c: text/plain\r\nl: 2\r\n\r\nhi",
+        );
+        assert_eq!(r.method, Method::Message);
+        assert_eq!(r.headers.get("Call-ID"), Some("c1"));
+        assert_eq!(r.headers.get("Content-Type"), Some("text/plain"));
+        assert_eq!(r.headers.cseq().unwrap().seq, 1);
+        assert!(!r.headers.contains("Content-Length"));
+        assert_eq!(r.body, b"hi");
+    }
+
+    #[test]
+    fn parses_status_line() {
+        let Ok(Message::Response(r)) =
+            parse_message(b"SIP/2.0 480 Temporarily Unavailable\r\nCall-ID: x\r\n\r\n")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (r.status, r.reason.as_str()),
+            (480, "Temporarily Unavailable")
+        );
+        let Ok(Message::Response(r)) = parse_message(b"SIP/2.0 200\r\n\r\n") else {
+            panic!()
+        };
+        assert_eq!((r.status, r.reason.as_str()), (200, ""));
+    }
+
+    #[test]
+    fn typed_errors() {
+        type Check = fn(&ParseError) -> bool;
+        let cases: &[(&[u8], Check)] = &[
+            (b"MESSAGE sip:a@b SIP/2.0\r\n", |e| {
+                *e == ParseError::MissingHeadEnd
+            }),
+            ("SIP€ 200 OK\r\n\r\n".as_bytes(), |e| {
+                matches!(e, ParseError::InvalidStartLine { .. })
+            }),
+            ("OPTIONS sip:a@b SIP€\r\n\r\n".as_bytes(), |e| {
+                matches!(e, ParseError::InvalidStartLine { .. })
+            }),
+            (b"HELLO\r\n\r\n", |e| {
+                matches!(e, ParseError::InvalidStartLine { .. })
+            }),
+            (b"MESSAGE sip:a@b SIP/3.0\r\n\r\n", |e| {
+                matches!(e, ParseError::UnsupportedVersion { .. })
+            }),
+            (b"SIP/2.0 99 Low\r\n\r\n", |e| {
+                matches!(e, ParseError::InvalidStatusCode { .. })
+            }),
+            (b"MESSAGE tel:+1 SIP/2.0\r\n\r\n", |e| {
+                matches!(
+                    e,
+                    ParseError::InvalidUri {
+                        source: UriError::UnsupportedScheme { .. }
+                    }
+                )
+            }),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nNoColon\r\n\r\n", |e| {
+                matches!(e, ParseError::InvalidHeaderLine { .. })
+            }),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nl: x\r\n\r\n", |e| {
+                matches!(e, ParseError::InvalidContentLength { .. })
+            }),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nl: 5\r\n\r\nab", |e| {
+                *e == ParseError::BodyLengthMismatch {
+                    declared: 5,
+                    actual: 2,
+                }
+            }),
+            (b"MESSAGE sip:a@b SIP/2.0\r\nX: \xff\r\n\r\n", |e| {
+                *e == ParseError::HeadNotUtf8
+            }),
+        ];
+        for (bytes, check) in cases {
+            let err = parse_message(bytes).expect_err(&String::from_utf8_lossy(bytes));
+            assert!(
+                check(&err),
+                "{:?} gave {err:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn salvages_headers_from_garbage() {
+        let h = salvage_headers(
+            b"GARBAGE\r\nv: SIP/2.0/TCP x;branch=z9hG4bK1\r\n???\r\ni: abc\r\n\r\n",
+        );
+        assert_eq!(h.get("Via"), Some("SIP/2.0/TCP x;branch=z9hG4bK1"));
+        assert_eq!(h.get("Call-ID"), Some("abc"));
+        assert_eq!(h.len(), 2);
+    }
+}
