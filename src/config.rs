@@ -99,6 +99,15 @@ pub struct Service {
     pub domain: String,
     /// The account the service runs as; it needs read on the certificate's private key.
     pub principal: String,
+    /// Other hosts a Request-URI may name for this domain (default `127.0.0.1`, `localhost`),
+    /// so SIP tools on the same machine, which cannot resolve the domain, can register as
+    /// `user@127.0.0.1`.
+    #[serde(default = "default_aliases")]
+    pub aliases: Vec<String>,
+}
+
+fn default_aliases() -> Vec<String> {
+    vec!["127.0.0.1".into(), "localhost".into()]
 }
 
 /// SIP protocol settings.

@@ -300,6 +300,7 @@ impl Deployment {
                 server: fqdn.clone(),
                 domain: opts.domain.clone(),
                 principal: opts.principal.clone(),
+                aliases: vec!["127.0.0.1".into(), "localhost".into()],
             },
             sip: SipSettings::default(),
             tls: TlsSettings::default(),

@@ -1,8 +1,10 @@
 //! Subcommands, one file each. Each parses its flags (clap), turns them into validated options,
 //! and runs; errors come back as [`Failure`] with the exit code they deserve.
 
+mod events;
 mod init;
 mod output;
+mod serve;
 mod store;
 
 use std::process::ExitCode;
@@ -51,6 +53,8 @@ enum Command {
     Init(init::InitArgs),
     #[command(subcommand)]
     Store(store::StoreCommand),
+    Serve(serve::ServeArgs),
+    Events(events::EventsArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -59,6 +63,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(args) => init::run(args),
         Command::Store(cmd) => store::run(cmd),
+        Command::Serve(args) => serve::run(args),
+        Command::Events(args) => events::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

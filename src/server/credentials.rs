@@ -110,7 +110,9 @@ pub async fn watch_disk(live: Arc<LiveStore>, disk: DiskStore, every: Duration) 
                 tracing::info!("store changed on disk; reloaded");
             }
             Err(e) if !reported => {
-                tracing::warn!("store changed on disk but cannot be loaded, keeping the last good one: {e}");
+                tracing::warn!(
+                    "store changed on disk but cannot be loaded, keeping the last good one: {e}"
+                );
                 reported = true;
             }
             Err(_) => {}
@@ -132,7 +134,9 @@ pub enum CredentialError {
         archived_as: Option<Thumbprint>,
     },
     /// The principal may not open the private key (`NTE_BAD_KEYSET`).
-    #[error("{principal} cannot open the private key of {thumbprint}: 0x80090016 NTE_BAD_KEYSET \"Keyset does not exist\"")]
+    #[error(
+        "{principal} cannot open the private key of {thumbprint}: 0x80090016 NTE_BAD_KEYSET \"Keyset does not exist\""
+    )]
     KeyAccessDenied {
         /// The certificate.
         thumbprint: Thumbprint,
@@ -163,10 +167,15 @@ impl CredentialError {
     pub fn windows_error(&self) -> String {
         match self {
             CredentialError::NotFound { .. } => {
-                format!("certificate not found ({})", winerr::format(winerr::CRYPT_E_NOT_FOUND))
+                format!(
+                    "certificate not found ({})",
+                    winerr::format(winerr::CRYPT_E_NOT_FOUND)
+                )
             }
             CredentialError::KeyAccessDenied { .. } => winerr::format(winerr::NTE_BAD_KEYSET),
-            CredentialError::UnusableKey { .. } => winerr::format(winerr::SEC_E_UNKNOWN_CREDENTIALS),
+            CredentialError::UnusableKey { .. } => {
+                winerr::format(winerr::SEC_E_UNKNOWN_CREDENTIALS)
+            }
         }
     }
 }
@@ -278,16 +287,19 @@ fn certified_key(
     thumbprint: &Thumbprint,
     principal: &str,
 ) -> Result<Arc<CertifiedKey>, CredentialError> {
-    let opened = snapshot.store.open_key(thumbprint, principal).map_err(|e| match e {
-        StoreError::AccessDenied { .. } => CredentialError::KeyAccessDenied {
-            thumbprint: thumbprint.clone(),
-            principal: principal.into(),
-        },
-        other => CredentialError::UnusableKey {
-            thumbprint: thumbprint.clone(),
-            reason: other.to_string(),
-        },
-    })?;
+    let opened = snapshot
+        .store
+        .open_key(thumbprint, principal)
+        .map_err(|e| match e {
+            StoreError::AccessDenied { .. } => CredentialError::KeyAccessDenied {
+                thumbprint: thumbprint.clone(),
+                principal: principal.into(),
+            },
+            other => CredentialError::UnusableKey {
+                thumbprint: thumbprint.clone(),
+                reason: other.to_string(),
+            },
+        })?;
     let mut cache = snapshot.certified.lock().expect("lock");
     if let Some(k) = cache.get(thumbprint) {
         return Ok(k.clone());

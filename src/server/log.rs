@@ -89,7 +89,10 @@ impl ServiceLog {
     /// Writes out what the rate limit held back (at stop).
     pub fn flush(&self) {
         let windows = std::mem::take(&mut *self.throttle.lock().expect("log lock"));
-        let mut pending: Vec<_> = windows.into_iter().filter(|(_, w)| w.suppressed > 0).collect();
+        let mut pending: Vec<_> = windows
+            .into_iter()
+            .filter(|(_, w)| w.suppressed > 0)
+            .collect();
         pending.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, w) in pending {
             self.sink.record(w.last.with("occurrences", w.suppressed));

@@ -127,8 +127,15 @@ impl Running {
         let m = self.metrics.snapshot();
         self.log.record(
             self.log
-                .event(ids::SERVICE_STOPPED, Level::Information, format!("The service stopped. {}", m.status_line()))
-                .with("metrics", serde_json::to_value(&m).expect("metrics serialise")),
+                .event(
+                    ids::SERVICE_STOPPED,
+                    Level::Information,
+                    format!("The service stopped. {}", m.status_line()),
+                )
+                .with(
+                    "metrics",
+                    serde_json::to_value(&m).expect("metrics serialise"),
+                ),
         );
     }
 }
@@ -172,8 +179,12 @@ pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions
     let mut route_table = Vec::new();
     for (i, route) in config.routes.iter().enumerate() {
         let rid = RouteId(i as u32);
-        let reference = route.certificate.as_ref().expect("validated: routes have a certificate");
-        let credential = match Credential::acquire(&route.id, reference, &principal, store.clone()) {
+        let reference = route
+            .certificate
+            .as_ref()
+            .expect("validated: routes have a certificate");
+        let credential = match Credential::acquire(&route.id, reference, &principal, store.clone())
+        {
             Ok(c) => {
                 credentials.insert(route.id.clone(), c.clone());
                 Some(c)
@@ -214,7 +225,10 @@ pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions
         let acceptor = match c.transport {
             Transport::Tcp => None,
             Transport::Tls | Transport::Mtls => {
-                let reference = c.certificate.as_ref().expect("validated: TLS connections have a certificate");
+                let reference = c
+                    .certificate
+                    .as_ref()
+                    .expect("validated: TLS connections have a certificate");
                 match Credential::acquire(&c.id, reference, &principal, store.clone()) {
                     Ok(cred) => {
                         credentials.insert(c.id.clone(), cred.clone());
@@ -230,7 +244,14 @@ pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions
                         Some((TlsAcceptor::from(Arc::new(server)), cred))
                     }
                     Err(e) => {
-                        log.start_failure(&c.id, &endpoint.to_string(), true, reference, &principal, &e);
+                        log.start_failure(
+                            &c.id,
+                            &endpoint.to_string(),
+                            true,
+                            reference,
+                            &principal,
+                            &e,
+                        );
                         failed.push(StartFailure {
                             id: c.id.clone(),
                             error: e.to_string(),
@@ -252,7 +273,10 @@ pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions
                     log.event(
                         ids::BIND_FAILED,
                         Level::Error,
-                        format!("The listening connection {} could not bind {endpoint}: {e}", c.id),
+                        format!(
+                            "The listening connection {} could not bind {endpoint}: {e}",
+                            c.id
+                        ),
                     )
                     .with("connection", c.id.as_str())
                     .with("endpoint", endpoint.to_string()),
@@ -270,7 +294,10 @@ pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions
             log.event(
                 ids::LISTENER_STARTED,
                 Level::Information,
-                format!("The listening connection {} ({}) started on {addr}.", c.id, c.transport),
+                format!(
+                    "The listening connection {} ({}) started on {addr}.",
+                    c.id, c.transport
+                ),
             )
             .with("connection", c.id.as_str())
             .with("transport", c.transport.to_string())
@@ -308,17 +335,32 @@ pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions
         .run(),
     );
 
-    let started: Vec<String> = listeners.iter().map(|l| format!("{} on {}", l.id, l.addr)).collect();
+    let started: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("{} on {}", l.id, l.addr))
+        .collect();
     let not_started: Vec<&str> = failed.iter().map(|f| f.id.as_str()).collect();
-    let level = if failed.is_empty() { Level::Information } else { Level::Warning };
+    let level = if failed.is_empty() {
+        Level::Information
+    } else {
+        Level::Warning
+    };
     log.record(
         log.event(
             ids::SERVICE_STARTED,
             level,
             format!(
                 "The service started as {principal}. Listening: {}. Not started: {}.",
-                if started.is_empty() { "none".into() } else { started.join(", ") },
-                if not_started.is_empty() { "none".into() } else { not_started.join(", ") }
+                if started.is_empty() {
+                    "none".into()
+                } else {
+                    started.join(", ")
+                },
+                if not_started.is_empty() {
+                    "none".into()
+                } else {
+                    not_started.join(", ")
+                }
             ),
         )
         .with("listening", started)
@@ -340,7 +382,10 @@ pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions
 /// The SIP core's settings from `lcs.toml`.
 pub fn proxy_config(config: &Config, instance: u64) -> ProxyConfig {
     ProxyConfig {
-        local_domains: vec![config.service.domain.clone()],
+        local_domains: std::iter::once(&config.service.domain)
+            .chain(&config.service.aliases)
+            .cloned()
+            .collect(),
         server_host: config.service.server.clone(),
         routes: config
             .routes
@@ -403,13 +448,21 @@ where
     });
     match &ctx.acceptor {
         None => {
-            with_established(counters, pump(io, conn, kind, ctx.to_driver.clone(), ctx.idle)).await;
+            with_established(
+                counters,
+                pump(io, conn, kind, ctx.to_driver.clone(), ctx.idle),
+            )
+            .await;
         }
         Some((acceptor, credential)) => {
             match tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(io)).await {
                 Ok(Ok(tls)) => {
                     counters.handshakes_ok.fetch_add(1, Ordering::Relaxed);
-                    with_established(counters, pump(tls, conn, kind, ctx.to_driver.clone(), ctx.idle)).await;
+                    with_established(
+                        counters,
+                        pump(tls, conn, kind, ctx.to_driver.clone(), ctx.idle),
+                    )
+                    .await;
                 }
                 Ok(Err(e)) => {
                     let failure = classify(&e, credential);
@@ -431,7 +484,10 @@ where
     }
 }
 
-async fn with_established(counters: &TransportCounters, work: impl std::future::Future<Output = ()>) {
+async fn with_established(
+    counters: &TransportCounters,
+    work: impl std::future::Future<Output = ()>,
+) {
     counters.established.fetch_add(1, Ordering::Relaxed);
     work.await;
     counters.established.fetch_sub(1, Ordering::Relaxed);
@@ -445,7 +501,9 @@ struct Failure {
 /// Why a handshake failed, from rustls's error and the credential's last failure.
 fn classify(e: &std::io::Error, credential: &Credential) -> Failure {
     let detail = e.to_string();
-    let rustls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let rustls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     let reason = match rustls_error {
         Some(rustls::Error::General(m)) if m.contains("no server certificate") => {
             return match credential.last_error() {
@@ -459,14 +517,16 @@ fn classify(e: &std::io::Error, credential: &Credential) -> Failure {
                 },
             };
         }
-        Some(rustls::Error::InvalidMessage(_) | rustls::Error::InvalidContentType) => "not_tls",
+        Some(rustls::Error::InvalidMessage(_)) => "not_tls",
         Some(rustls::Error::NoCertificatesPresented) => "client_certificate_missing",
         Some(rustls::Error::InvalidCertificate(_)) => "client_certificate_rejected",
         Some(rustls::Error::AlertReceived(_)) => "alert_received",
         Some(rustls::Error::PeerIncompatible(_)) => "peer_incompatible",
         Some(_) => "tls_error",
         None => match e.kind() {
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => "peer_closed",
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
+                "peer_closed"
+            }
             _ => "io_error",
         },
     };
@@ -474,7 +534,9 @@ fn classify(e: &std::io::Error, credential: &Credential) -> Failure {
 }
 
 fn report_handshake_failure(ctx: &AcceptContext, credential: &Credential, f: &Failure) {
-    ctx.metrics.transport(ctx.connection.transport).failed(f.reason);
+    ctx.metrics
+        .transport(ctx.connection.transport)
+        .failed(f.reason);
     let id = &ctx.connection.id;
     let reference = credential.reference();
     let e = ctx
@@ -482,7 +544,10 @@ fn report_handshake_failure(ctx: &AcceptContext, credential: &Credential, f: &Fa
         .event(
             ids::HANDSHAKES_FAILING,
             Level::Warning,
-            format!("TLS handshakes on connection {id} are failing: {} ({}).", f.reason, f.detail),
+            format!(
+                "TLS handshakes on connection {id} are failing: {} ({}).",
+                f.reason, f.detail
+            ),
         )
         .with("connection", id.as_str())
         .with("reason", f.reason)
@@ -491,7 +556,8 @@ fn report_handshake_failure(ctx: &AcceptContext, credential: &Credential, f: &Fa
         .with("issuer", reference.issuer.as_str())
         .with("serial", reference.serial.as_str())
         .with("thumbprint", credential.thumbprint().as_str());
-    ctx.log.record_limited(&format!("handshake:{id}:{}", f.reason), e);
+    ctx.log
+        .record_limited(&format!("handshake:{id}:{}", f.reason), e);
 }
 
 struct RouteDial {
@@ -534,23 +600,35 @@ fn make_dialer<N: Network>(net: N, routes: Arc<Vec<RouteDial>>, ctx: DialContext
                     .with("connection", r.route.id.as_str())
                     .with("reason", reason)
                     .with("error", detail);
-                ctx.log.record_limited(&format!("route:{}:{reason}", r.route.id), e);
+                ctx.log
+                    .record_limited(&format!("route:{}:{reason}", r.route.id), e);
                 let _ = ctx.to_driver.send(ToDriver::RouteFailed { route: rid });
             }
         });
     })
 }
 
-async fn dial<N: Network>(net: &N, r: &RouteDial, ctx: &DialContext) -> Result<(), (&'static str, String)> {
+async fn dial<N: Network>(
+    net: &N,
+    r: &RouteDial,
+    ctx: &DialContext,
+) -> Result<(), (&'static str, String)> {
     let Some(credential) = &r.credential else {
-        return Err(("credential_unavailable", "the route's certificate could not be acquired at start".into()));
+        return Err((
+            "credential_unavailable",
+            "the route's certificate could not be acquired at start".into(),
+        ));
     };
     // Schannel acquires the credential before it connects: an unreadable key fails here, and
     // the peer never sees a connection.
     credential
         .certified_key()
         .map_err(|e| (e.reason(), e.to_string()))?;
-    let host = r.route.next_hop.rsplit_once(':').map_or(r.route.next_hop.as_str(), |(h, _)| h);
+    let host = r
+        .route
+        .next_hop
+        .rsplit_once(':')
+        .map_or(r.route.next_hop.as_str(), |(h, _)| h);
     let server_name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
         .map_err(|e| ("bad_next_hop", e.to_string()))?;
     let config = tls::client_config(
@@ -565,13 +643,29 @@ async fn dial<N: Network>(net: &N, r: &RouteDial, ctx: &DialContext) -> Result<(
     ctx.metrics.routes.accepted.fetch_add(1, Ordering::Relaxed);
     let io = tokio::time::timeout(timeout, net.connect(&r.route.next_hop))
         .await
-        .map_err(|_| ("connect_timeout", format!("no connection within {timeout:?}")))?
+        .map_err(|_| {
+            (
+                "connect_timeout",
+                format!("no connection within {timeout:?}"),
+            )
+        })?
         .map_err(|e| ("connect_failed", e.to_string()))?;
-    let tls = tokio::time::timeout(timeout, TlsConnector::from(Arc::new(config)).connect(server_name, io))
-        .await
-        .map_err(|_| ("handshake_timeout", format!("no handshake within {timeout:?}")))?
-        .map_err(|e| ("handshake_failed", e.to_string()))?;
-    ctx.metrics.routes.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+    let tls = tokio::time::timeout(
+        timeout,
+        TlsConnector::from(Arc::new(config)).connect(server_name, io),
+    )
+    .await
+    .map_err(|_| {
+        (
+            "handshake_timeout",
+            format!("no handshake within {timeout:?}"),
+        )
+    })?
+    .map_err(|e| ("handshake_failed", e.to_string()))?;
+    ctx.metrics
+        .routes
+        .handshakes_ok
+        .fetch_add(1, Ordering::Relaxed);
     let conn = ConnId(ctx.ids.fetch_add(1, Ordering::Relaxed));
     let idle = Duration::from_secs(ctx.config.sip.idle_timeout_s);
     let to_driver = ctx.to_driver.clone();

@@ -37,9 +37,14 @@ impl TimeProvider for ClockTime {
 }
 
 fn versions(settings: &TlsSettings) -> &'static [&'static SupportedProtocolVersion] {
-    static BOTH: [&SupportedProtocolVersion; 2] = [&rustls::version::TLS13, &rustls::version::TLS12];
+    static BOTH: [&SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
     static V13: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
-    if settings.min_version == "1.3" { &V13 } else { &BOTH }
+    if settings.min_version == "1.3" {
+        &V13
+    } else {
+        &BOTH
+    }
 }
 
 /// A listener's configuration: certificates from `resolver` on every handshake, client
@@ -109,7 +114,9 @@ pub fn roots_from_pem(pem: &[u8]) -> Result<RootCertStore, rustls::Error> {
         roots.add(cert)?;
     }
     if roots.is_empty() {
-        return Err(rustls::Error::General("no certificate in the PEM bundle".into()));
+        return Err(rustls::Error::General(
+            "no certificate in the PEM bundle".into(),
+        ));
     }
     Ok(roots)
 }

@@ -1,0 +1,70 @@
+//! `lcs-sim events DIR`: the application event log.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use lcs_sim::deployment::Deployment;
+use lcs_sim::eventlog::Level;
+use time::format_description::well_known::Rfc3339;
+
+use super::CmdResult;
+use super::output::Format;
+
+/// Show the deployment's application event log, oldest first (Event Viewer lists newest first:
+/// a failed restart reads 14347, 14336, 14352 there).
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  lcs-sim events demo --id 14352 --format json")]
+pub struct EventsArgs {
+    /// The deployment folder.
+    dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Only these event ids (repeatable).
+    #[arg(long = "id", value_name = "N")]
+    ids: Vec<u32>,
+}
+
+pub fn run(args: EventsArgs) -> CmdResult {
+    let d = Deployment::open(&args.dir)?;
+    let events: Vec<_> = d
+        .event_log()
+        .read()?
+        .into_iter()
+        .filter(|e| args.ids.is_empty() || args.ids.contains(&e.id))
+        .collect();
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&events)?),
+        Format::Text => {
+            if events.is_empty() {
+                println!("No events.");
+            }
+            for e in &events {
+                let level = match e.level {
+                    Level::Information => "Information",
+                    Level::Warning => "Warning",
+                    Level::Error => "Error",
+                };
+                let time = e.time.format(&Rfc3339).unwrap_or_default();
+                println!(
+                    "{time}  {level:<11}  {:>5}  {}  {}",
+                    e.id, e.source, e.message
+                );
+                for key in [
+                    "connection",
+                    "issuer",
+                    "serial",
+                    "principal",
+                    "error",
+                    "occurrences",
+                ] {
+                    if let Some(v) = e.details.get(key) {
+                        let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                        println!("      {key}: {v}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
