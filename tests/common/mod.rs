@@ -1,0 +1,187 @@
+//! Shared scaffolding for tests that run the service live on loopback.
+#![allow(dead_code, reason = "each test file uses a different part")]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lcs_sim::clock::SystemClock;
+use lcs_sim::deployment::{Deployment, InitOptions};
+use lcs_sim::server::{self, LiveStore, Running, ServiceContext, ServiceOptions, TokioNet, tls};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A deployment in a temporary folder whose listeners bind free ports (ids unchanged:
+/// `tls-5061`, `mtls-5062`, `tcp-5060`, `route-fabrikam.com`).
+pub fn deployment_with(
+    edit: impl FnOnce(&mut lcs_sim::config::Config),
+) -> (tempfile::TempDir, Deployment) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d, _) = Deployment::init(
+        tmp.path().join("d"),
+        &InitOptions::default(),
+        lcs_sim::clock::Clock::now_utc(&SystemClock),
+    )
+    .unwrap();
+    let mut config = d.config().unwrap();
+    for c in &mut config.connections {
+        c.port = 0;
+    }
+    edit(&mut config);
+    config.save(&d.config_path()).unwrap();
+    (tmp, d)
+}
+
+/// [`deployment_with`] with no further change.
+pub fn deployment() -> (tempfile::TempDir, Deployment) {
+    deployment_with(|_| {})
+}
+
+/// A service running on a deployment, as `lcs-sim serve` runs it (events to `events.jsonl`,
+/// store changes on disk picked up by polling).
+pub struct Live {
+    pub running: Running,
+    pub store: Arc<LiveStore>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Live {
+    pub async fn start(d: &Deployment) -> Live {
+        let ca = std::fs::read(d.ca_path()).unwrap();
+        let intermediates = CertificateDer::pem_slice_iter(&ca)
+            .take(1)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let store = LiveStore::new(d.store().load().unwrap(), intermediates);
+        let watcher = tokio::spawn(server::watch_disk(
+            store.clone(),
+            d.store(),
+            Duration::from_millis(20),
+        ));
+        let ctx = ServiceContext {
+            config: d.config().unwrap(),
+            store: store.clone(),
+            roots: Arc::new(tls::roots_from_pem(&ca).unwrap()),
+            clock: Arc::new(SystemClock),
+            events: Arc::new(d.event_log()),
+        };
+        let running = server::start(TokioNet, ctx, ServiceOptions::default()).await;
+        Live {
+            running,
+            store,
+            watcher,
+        }
+    }
+
+    pub fn addr(&self, id: &str) -> SocketAddr {
+        self.running
+            .addr(id)
+            .unwrap_or_else(|| panic!("{id} is not listening"))
+    }
+
+    pub async fn stop(self) {
+        self.watcher.abort();
+        self.running.shutdown().await;
+    }
+}
+
+/// Waits until the polling watcher has seen a store change made on disk.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(150)).await;
+}
+
+/// A TLS client that trusts the deployment's `ca.pem`, optionally presenting a certificate.
+pub fn client_config(
+    d: &Deployment,
+    client_cert: Option<(
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> Arc<rustls::ClientConfig> {
+    let roots = tls::roots_from_pem(&std::fs::read(d.ca_path()).unwrap()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match client_cert {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+pub type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// Connects and completes a TLS handshake, verifying chain and name `lcs01.contoso.com`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<Tls> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("lcs01.contoso.com").unwrap();
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+}
+
+/// A SIP request with the headers every request needs.
+pub fn request(
+    method: &str,
+    uri: &str,
+    from: &str,
+    to: &str,
+    n: u32,
+    extra: &str,
+    body: &str,
+) -> String {
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK-t{n}\r\nMax-Forwards: 70\r\nFrom: <sip:{from}>;tag=f{n}\r\nTo: <sip:{to}>\r\nCall-ID: call-{n}@test\r\nCSeq: {n} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Reads one complete SIP message (head plus Content-Length body) from `io`.
+pub async fn read_message<R: tokio::io::AsyncRead + Unpin>(io: &mut R) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), io.read(&mut byte))
+            .await
+            .expect("no SIP message within 10 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed while reading; got {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+        if buf.ends_with(b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf).to_string();
+            if head.trim().is_empty() {
+                buf.clear();
+                continue;
+            }
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    (k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("l"))
+                        .then(|| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            io.read_exact(&mut body).await.unwrap();
+            return head + &String::from_utf8_lossy(&body);
+        }
+    }
+}
+
+/// Sends `req` and returns the status line of the response.
+pub async fn transact<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    io: &mut IO,
+    req: &str,
+) -> String {
+    io.write_all(req.as_bytes()).await.unwrap();
+    io.flush().await.unwrap();
+    read_message(io).await.lines().next().unwrap().to_string()
+}
