@@ -393,7 +393,7 @@ async fn messages_for_an_unreachable_route_queue_and_get_408_at_timer_f() {
         "",
         "hi",
     );
-    let started = std::time::Instant::now();
+    let started = lcs_sim::clock::monotonic_now();
     assert_eq!(
         transact(&mut alice, &msg).await,
         "SIP/2.0 408 Request Timeout"
