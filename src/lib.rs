@@ -14,6 +14,9 @@
 //! - [`sip`]: the sans-IO SIP core (parser, framer, transactions, registrar, proxy, Timer F);
 //! - [`server`]: the async shell that runs it: listeners, credentials from the store checked
 //!   on every handshake, the event log and counters;
+//! - [`sim`]: the deterministic replay on turmoil's simulated network and clock
+//!   (`lcs-sim reproduce`), with emulated Messenger users and a federation peer;
+//! - [`fix`]: the KB836410 resolution as a plan (rebind every connection, re-grant read);
 //! - [`eventlog`]: the deployment's application event log;
 //! - [`deployment`]: a deployment folder tying them together (`lcs-sim init`);
 //! - [`clock`]: the one source of time, so the same code runs live and on virtual time.
@@ -25,8 +28,10 @@ pub mod clock;
 pub mod config;
 pub mod deployment;
 pub mod eventlog;
+pub mod fix;
 pub mod pki;
 pub mod server;
+pub mod sim;
 pub mod sip;
 pub mod store;
 pub mod winerr;

@@ -4,6 +4,7 @@
 mod events;
 mod init;
 mod output;
+mod reproduce;
 mod serve;
 mod store;
 
@@ -53,6 +54,7 @@ enum Command {
     Init(init::InitArgs),
     #[command(subcommand)]
     Store(store::StoreCommand),
+    Reproduce(reproduce::ReproduceArgs),
     Serve(serve::ServeArgs),
     Events(events::EventsArgs),
 }
@@ -63,6 +65,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(args) => init::run(args),
         Command::Store(cmd) => store::run(cmd),
+        Command::Reproduce(args) => reproduce::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Events(args) => events::run(args),
     };

@@ -1,0 +1,78 @@
+//! The federation peer: fabrikam.com's server, at the end of the mutual-TLS route.
+//!
+//! It verifies the client certificate our route presents (it must chain to the enterprise CA),
+//! and answers every MESSAGE for its users with 200 and every OPTIONS with 200, standing in for
+//! fabrikam.com's users. Refused handshakes and delivered messages are recorded.
+
+use std::sync::Arc;
+
+use rustls::server::WebPkiClientVerifier;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
+
+use super::record::{self, Shared};
+use super::world::{MTLS_PORT, World};
+use crate::server::tls;
+use crate::sip::{Frame, Framer, Message, Method, Response};
+
+/// Runs the peer until the simulation ends.
+pub async fn run(config: Arc<rustls::ServerConfig>, recorder: Shared) -> turmoil::Result {
+    let listener = turmoil::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, MTLS_PORT)).await?;
+    let acceptor = TlsAcceptor::from(config);
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let acceptor = acceptor.clone();
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            match acceptor.accept(tcp).await {
+                Ok(tls) => serve(tls, recorder).await,
+                Err(_) => recorder.lock().expect("recorder").peer_refused += 1,
+            }
+        });
+    }
+}
+
+/// The peer's TLS configuration: its own certificate, client certificates required.
+pub fn server_config(world: &World, clock: Arc<dyn crate::clock::Clock>) -> Arc<rustls::ServerConfig> {
+    let provider = tls::provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(world.roots.clone(), provider.clone())
+        .build()
+        .expect("roots are valid");
+    let config = rustls::ServerConfig::builder_with_details(provider, Arc::new(tls::ClockTime(clock)))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the defaults")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(world.peer_chain.clone(), world.peer_key())
+        .expect("the peer's key matches");
+    Arc::new(config)
+}
+
+async fn serve<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: IO, recorder: Shared) {
+    let mut framer = Framer::new(64 * 1024);
+    let mut buf = vec![0u8; 8192];
+    let mut tag = 0u64;
+    loop {
+        let n = match io.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        while let Some(frame) = framer.pop() {
+            let Ok(Frame::Message(bytes)) = frame else { continue };
+            let Ok(Message::Request(request)) = crate::sip::parse_message(&bytes) else { continue };
+            let status = match request.method {
+                Method::Message => {
+                    recorder.lock().expect("recorder").peer_delivered.push(record::now());
+                    200
+                }
+                Method::Options => 200,
+                _ => 405,
+            };
+            tag += 1;
+            let response = Response::for_request(&request, status).with_to_tag(&format!("fab{tag}"));
+            if io.write_all(&response.to_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+}

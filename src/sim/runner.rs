@@ -1,0 +1,434 @@
+//! Runs a scenario: the real server, store and SIP code on turmoil's network and clock.
+//!
+//! Hosts: `lcs01` runs the service (started, and restarted on the timeline's command, by the same
+//! [`server::start`] that `serve` uses), `fabrikam` runs the federation peer, and `users0..N`
+//! each run many emulated users as tasks (turmoil's cost grows steeply with the number of hosts,
+//! so users share a few). The runner steps the simulation tick by tick, applies timeline steps
+//! when their time comes (renewing in the shared store, signalling a restart, rewriting the
+//! configuration for a fix, swapping live credentials for a rebind), and samples the counters.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use super::net::{SimClock, TurmoilNet};
+use super::record::{Recorder, Shared};
+use super::scenario::{Scenario, Step};
+use super::world::{self, PEER_HOST, SERVER_HOST, World};
+use super::{peer, user};
+use crate::clock::{Clock, SIM_EPOCH};
+use crate::config::Config;
+use crate::eventlog::{EventSink, Level, MemoryLog, ids};
+use crate::fix;
+use crate::pki::{PkiError, Serial};
+use crate::server::metrics::MetricsSnapshot;
+use crate::server::{self, Credential, LiveStore, Metrics, ServiceContext, ServiceOptions, StartFailure};
+
+/// The simulation could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The test PKI could not be made.
+    #[error("building the simulated PKI: {0}")]
+    Pki(#[from] PkiError),
+    /// turmoil stopped with an error (a host failed).
+    #[error("the simulation failed: {0}")]
+    Turmoil(String),
+}
+
+/// One start of the service.
+#[derive(Debug, Clone)]
+pub struct StartRecord {
+    /// Virtual time of the start.
+    pub at: Duration,
+    /// Listeners that started.
+    pub listening: Vec<String>,
+    /// Connections and routes that did not.
+    pub failed: Vec<StartFailure>,
+    /// Event ids logged by the start, in order.
+    pub events: Vec<u32>,
+    /// The reason recorded in 14352 per connection.
+    pub causes: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct ServerState {
+    metrics: Option<Arc<Metrics>>,
+    credentials: BTreeMap<String, Arc<Credential>>,
+    starts: Vec<StartRecord>,
+    /// Counters of earlier instances, so totals survive restarts.
+    carried: MetricsSnapshot,
+}
+
+/// What the timeline did, for the report.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// Each step with its virtual time and a one-line description.
+    pub steps: Vec<(Duration, String)>,
+    /// First renewal.
+    pub renewal_at: Option<Duration>,
+    /// Restarts.
+    pub restarts: Vec<Duration>,
+    /// When fixes or rebinds were applied, and which connections they rebound.
+    pub fixes: Vec<(Duration, bool, Vec<String>)>,
+}
+
+/// A sample of the time series.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Sample {
+    /// Virtual seconds since the start.
+    pub t: u64,
+    /// TLS connections open.
+    pub tls_connections: u64,
+    /// Mutual-TLS connections open (inbound).
+    pub mtls_connections: u64,
+    /// Route connections open.
+    pub route_connections: u64,
+    /// Registered users.
+    pub registered: u64,
+    /// MESSAGEs waiting for the route now.
+    pub queue_depth: u64,
+    /// MESSAGEs that ever had to wait for the route (all service instances).
+    pub queued: u64,
+    /// MESSAGEs answered 200 (as users saw it).
+    pub delivered: u64,
+    /// MESSAGEs answered 408 (as users saw it).
+    pub timed_out: u64,
+    /// Failed client connection attempts by reason.
+    pub connect_failures: BTreeMap<String, u64>,
+}
+
+/// Everything a run produced; the report is computed from it.
+pub struct Outcome {
+    /// The samples.
+    pub series: Vec<Sample>,
+    /// What clients and the peer recorded.
+    pub recorder: Recorder,
+    /// Each start of the service.
+    pub starts: Vec<StartRecord>,
+    /// The timeline as applied.
+    pub applied: Applied,
+    /// The application log.
+    pub events: Vec<crate::eventlog::Event>,
+    /// Connections still failing at the end.
+    pub unfixed: Vec<String>,
+    /// Totals of the server's SIP counters over all instances.
+    pub server_totals: MetricsSnapshot,
+}
+
+struct Shared2 {
+    store: Arc<LiveStore>,
+    config: Arc<Mutex<Config>>,
+    events: Arc<MemoryLog>,
+    state: Arc<Mutex<ServerState>>,
+    restart: watch::Sender<u64>,
+    clock: SimClock,
+}
+
+/// Runs `scenario` with `seed`.
+pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
+    let world = Arc::new(world::build(seed, scenario.server.t1_ms)?);
+    let epoch = SystemTime::from(SIM_EPOCH);
+    let since = epoch.duration_since(UNIX_EPOCH).expect("the epoch is after 1970");
+    let clock = SimClock::new(since);
+    let (restart, _) = watch::channel(0u64);
+    let shared = Arc::new(Shared2 {
+        store: LiveStore::new(world.store.clone(), world.intermediates.clone()),
+        config: Arc::new(Mutex::new(world.config.clone())),
+        events: Arc::new(MemoryLog::default()),
+        state: Arc::new(Mutex::new(ServerState::default())),
+        restart,
+        clock: clock.clone(),
+    });
+    let recorder: Shared = Arc::default();
+
+    let mut sim = turmoil::Builder::new()
+        .epoch(epoch)
+        .simulation_duration(scenario.duration + Duration::from_secs(600))
+        .tick_duration(Duration::from_millis(10))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(1))
+        .rng_seed(seed)
+        .build();
+
+    {
+        let shared = shared.clone();
+        let world = world.clone();
+        sim.host(SERVER_HOST, move || server_host(shared.clone(), world.clone()));
+    }
+    {
+        let config = peer::server_config(&world, Arc::new(clock.clone()));
+        let recorder = recorder.clone();
+        sim.host(PEER_HOST, move || peer::run(config.clone(), recorder.clone()));
+    }
+    let client_tls = client_config(&world, Arc::new(clock.clone()));
+    let users = &scenario.users;
+    for h in 0..users.hosts {
+        let host = format!("users{h}");
+        let ctx = user::UserContext {
+            users: users.clone(),
+            seed,
+            end: scenario.duration,
+            timer_f: Duration::from_millis(scenario.server.t1_ms * 64),
+            tls: client_tls.clone(),
+            recorder: recorder.clone(),
+            host: host.clone(),
+        };
+        let indices: Vec<usize> = (h..users.count).step_by(users.hosts).collect();
+        sim.client(host, async move {
+            let tasks: Vec<_> = indices
+                .into_iter()
+                .map(|i| tokio::spawn(user::run(i, ctx.clone())))
+                .collect();
+            for t in tasks {
+                t.await?;
+            }
+            Ok(())
+        });
+    }
+
+    let mut applied = Applied::default();
+    let mut steps = scenario.steps.iter().peekable();
+    let mut series = Vec::new();
+    let mut next_sample = Duration::ZERO;
+    loop {
+        let t = sim.elapsed();
+        clock.set(since + t);
+        while let Some(step) = steps.next_if(|s| s.at() <= t) {
+            apply(step, t, seed, &world, &shared, &mut applied);
+        }
+        if t >= next_sample {
+            series.push(sample(t, &shared, &recorder));
+            next_sample += scenario.sample_interval;
+        }
+        if t >= scenario.duration {
+            break;
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return Err(SimError::Turmoil(e.to_string())),
+        }
+    }
+    let state = shared.state.lock().expect("state");
+    let unfixed = unfixed(&shared, &state);
+    let mut server_totals = state.carried.clone();
+    if let Some(m) = &state.metrics {
+        add(&mut server_totals, &m.snapshot());
+    }
+    let starts = state.starts.clone();
+    drop(state);
+    drop(sim);
+    let recorder = std::mem::take(&mut *recorder.lock().expect("recorder"));
+    Ok(Outcome {
+        series,
+        recorder,
+        starts,
+        applied,
+        events: shared.events.events(),
+        unfixed,
+        server_totals,
+    })
+}
+
+fn client_config(world: &World, clock: Arc<dyn Clock>) -> Arc<rustls::ClientConfig> {
+    let mut config = rustls::ClientConfig::builder_with_details(server::tls::provider(), Arc::new(server::tls::ClockTime(clock)))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the defaults")
+        .with_root_certificates(world.roots.clone())
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+async fn server_host(shared: Arc<Shared2>, world: Arc<World>) -> turmoil::Result {
+    let mut restarts = shared.restart.subscribe();
+    let mut instance = 0u64;
+    loop {
+        instance += 1;
+        let config = shared.config.lock().expect("config").clone();
+        let logged_before = shared.events.events().len();
+        let ctx = ServiceContext {
+            config,
+            store: shared.store.clone(),
+            roots: world.roots.clone(),
+            clock: Arc::new(shared.clock.clone()),
+            events: shared.events.clone(),
+        };
+        let options = ServiceOptions {
+            instance,
+            ..ServiceOptions::default()
+        };
+        let running = server::start(TurmoilNet, ctx, options).await;
+        let logged: Vec<_> = shared.events.events().split_off(logged_before);
+        let causes = logged
+            .iter()
+            .filter(|e| e.id == ids::CERTIFICATE_UNAVAILABLE)
+            .filter_map(|e| {
+                Some((
+                    e.details.get("connection")?.as_str()?.to_string(),
+                    e.details.get("reason")?.as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        {
+            let mut state = shared.state.lock().expect("state");
+            state.starts.push(StartRecord {
+                at: super::record::now(),
+                listening: running.listeners.iter().map(|l| l.id.clone()).collect(),
+                failed: running.failed.clone(),
+                events: logged.iter().map(|e| e.id).collect(),
+                causes,
+            });
+            state.metrics = Some(running.metrics.clone());
+            state.credentials = running.credentials.clone();
+        }
+        if restarts.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        let snapshot = running.metrics.snapshot();
+        running.shutdown().await;
+        let mut state = shared.state.lock().expect("state");
+        add(&mut state.carried, &snapshot);
+        state.metrics = None;
+    }
+}
+
+/// Adds the cumulative counters of `b` to `a` (gauges are not added).
+fn add(a: &mut MetricsSnapshot, b: &MetricsSnapshot) {
+    a.sip.queued += b.sip.queued;
+    a.sip.timed_out += b.sip.timed_out;
+    a.sip.routed += b.sip.routed;
+    for (x, y) in [(&mut a.tls, &b.tls), (&mut a.mtls, &b.mtls), (&mut a.routes, &b.routes), (&mut a.tcp, &b.tcp)] {
+        x.accepted += y.accepted;
+        x.handshakes_ok += y.handshakes_ok;
+        x.handshakes_failed += y.handshakes_failed;
+        for (k, v) in &y.failures {
+            *x.failures.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+fn apply(step: &Step, t: Duration, seed: u64, world: &World, shared: &Shared2, applied: &mut Applied) {
+    let now = SIM_EPOCH + t;
+    match step {
+        Step::Renew { policy, .. } => {
+            let n = applied.steps.len();
+            let result = shared.store.update(|s| {
+                let current = s
+                    .list(false)
+                    .find(|c| c.info.issuer == world.pki.issuing.info().subject)
+                    .map(|c| c.thumbprint().clone())
+                    .expect("the server certificate is in the store");
+                let serial = Serial::derive(format!("{seed}/renewal/{n}").as_bytes());
+                s.renew(&current, *policy, &world.pki.issuing, now, serial)
+            });
+            match result {
+                Ok(r) => {
+                    shared.events.record(crate::deployment::renewal_event(&r, now));
+                    applied.renewal_at.get_or_insert(t);
+                    applied.steps.push((t, format!("auto-enrollment renews the certificate ({policy}): serial {} -> {}", r.old_serial, r.new_serial)));
+                }
+                Err(e) => applied.steps.push((t, format!("renewal failed: {e}"))),
+            }
+        }
+        Step::Restart { .. } => {
+            shared.restart.send_modify(|g| *g += 1);
+            applied.restarts.push(t);
+            applied.steps.push((t, "the administrator restarts the service".into()));
+        }
+        Step::Fix { connections, .. } | Step::Rebind { connections, .. } => {
+            let live = matches!(step, Step::Rebind { .. });
+            let mut config = shared.config.lock().expect("config");
+            let plan = fix::plan(&config, &shared.store.snapshot().store, connections);
+            let mut store_result = Ok(());
+            shared.store.update(|s| store_result = fix::apply(&plan, &mut config, s));
+            let mut rebound: Vec<String> = plan.rebinds.iter().map(|r| r.connection.clone()).collect();
+            let mut notes = Vec::new();
+            if live {
+                let credentials = shared.state.lock().expect("state").credentials.clone();
+                for r in &plan.rebinds {
+                    match credentials.get(&r.connection).map(|c| c.rebind(&r.to)) {
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => notes.push(format!("{}: {e}", r.connection)),
+                        None => notes.push(format!("{}: not running, takes effect at the next restart", r.connection)),
+                    }
+                }
+                shared.events.record(
+                    crate::eventlog::Event::new(ids::CONNECTION_REBOUND, now, Level::Information, server::log::SOURCE, format!("Connections rebound live to the renewed certificate: {}.", rebound.join(", ")))
+                        .with("connections", rebound.clone()),
+                );
+            }
+            if let Err(e) = store_result {
+                notes.push(format!("store: {e}"));
+            }
+            rebound.sort();
+            let what = if live { "live rebind" } else { "fix (Change Certificate)" };
+            let scope = if connections.is_empty() { "every connection".to_string() } else { connections.join(", ") };
+            let mut line = format!("{what} on {scope}: rebound {}", if rebound.is_empty() { "nothing".into() } else { rebound.join(", ") });
+            if !plan.grants.is_empty() {
+                line.push_str(&format!("; {} granted read", plan.principal));
+            }
+            if !notes.is_empty() {
+                line.push_str(&format!(" ({})", notes.join("; ")));
+            }
+            applied.steps.push((t, line));
+            applied.fixes.push((t, live, rebound));
+        }
+    }
+}
+
+fn sample(t: Duration, shared: &Shared2, recorder: &Shared) -> Sample {
+    let state = shared.state.lock().expect("state");
+    let current = state.metrics.as_ref().map(|m| m.snapshot()).unwrap_or_default();
+    let r = recorder.lock().expect("recorder");
+    let count = |status: u16| {
+        r.messages
+            .iter()
+            .filter(|m| m.outcome == super::record::Outcome::Final(status))
+            .count() as u64
+    };
+    Sample {
+        t: t.as_secs(),
+        tls_connections: current.tls.established,
+        mtls_connections: current.mtls.established,
+        route_connections: current.routes.established,
+        registered: current.sip.registrations,
+        queue_depth: current.sip.queue_depth,
+        queued: state.carried.sip.queued + current.sip.queued,
+        delivered: count(200),
+        timed_out: count(408),
+        connect_failures: r.failures_between(Duration::ZERO, t + Duration::from_millis(1)),
+    }
+}
+
+/// Connections that use a certificate and still cannot work at the end: a listener that did
+/// not start, or whose (or a route whose) credential no longer opens.
+fn unfixed(shared: &Shared2, state: &ServerState) -> Vec<String> {
+    let Some(last) = state.starts.last() else {
+        return Vec::new();
+    };
+    let config = shared.config.lock().expect("config");
+    let snapshot = shared.store.snapshot();
+    let mut out = Vec::new();
+    for (id, reference) in config.cert_refs() {
+        let started = last.listening.iter().any(|l| l == id) || config.routes.iter().any(|r| r.id == id);
+        let works_now = started
+            && state
+                .credentials
+                .get(id)
+                .is_some_and(|c| c.certified_key().is_ok());
+        // It must also survive the next restart: the configured reference must name an active
+        // certificate whose key the service can open.
+        let survives_restart = snapshot
+            .store
+            .find_by_issuer_serial(&reference.issuer, &reference.serial)
+            .is_ok_and(|c| snapshot.store.open_key(c.thumbprint(), &config.service.principal).is_ok());
+        if !(works_now && survives_restart) {
+            out.push(id.to_string());
+        }
+    }
+    out
+}

@@ -1,0 +1,394 @@
+//! Scenario files: who uses the server, what happens when, and what must be true afterwards.
+//!
+//! A scenario is a TOML file (format in the README; commented examples in `fixtures/scenarios/`,
+//! which are also the built-ins, embedded at compile time so there is one source of truth).
+//! Times are human durations (`"90s"`, `"10m"`, `"2h"`) from the start of the run.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::store::RenewalPolicy;
+
+/// The scenarios that ship with lcs-sim, by name: `(name, file text)`.
+pub const BUILTINS: [(&str, &str); 4] = [
+    ("kb836410", include_str!("../../fixtures/scenarios/kb836410.toml")),
+    (
+        "kb836410-partial-fix",
+        include_str!("../../fixtures/scenarios/kb836410-partial-fix.toml"),
+    ),
+    (
+        "renewal-acl-kept",
+        include_str!("../../fixtures/scenarios/renewal-acl-kept.toml"),
+    ),
+    ("hot-rebind", include_str!("../../fixtures/scenarios/hot-rebind.toml")),
+];
+
+/// The connection and route ids of the simulated deployment, which steps may name.
+pub const CONNECTION_IDS: [&str; 4] = ["tls-5061", "mtls-5062", "tcp-5060", "route-fabrikam.com"];
+
+/// A scenario could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScenarioError {
+    /// No built-in has that name and no such file exists.
+    #[error("unknown scenario `{name}`: not a built-in ({}) and not a file", builtin_names())]
+    Unknown {
+        /// What was asked for.
+        name: String,
+    },
+    /// The file could not be read.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a field of the wrong type or name; the message has line and column.
+    #[error("{}: {message}", .path.display())]
+    Parse {
+        /// The file (or `builtin:NAME`).
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value that cannot work.
+    #[error("{}: field `{field}`: {message}", .path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The field, e.g. `step[2].at`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn builtin_names() -> String {
+    BUILTINS.map(|(n, _)| n).join(", ")
+}
+
+/// A whole scenario.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, shown in reports.
+    pub name: String,
+    /// What the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// Seed used when `--seed` is not given.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Virtual length of the run.
+    #[serde(deserialize_with = "duration")]
+    pub duration: Duration,
+    /// Interval of the time series.
+    #[serde(default = "default_sample", deserialize_with = "duration")]
+    pub sample_interval: Duration,
+    /// The emulated Windows Messenger users.
+    #[serde(default)]
+    pub users: Users,
+    /// Server settings.
+    #[serde(default)]
+    pub server: Server,
+    /// The timeline.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+    /// What must hold at the end; each is one JUnit test case.
+    #[serde(default)]
+    pub expect: Expectations,
+}
+
+fn default_seed() -> u64 {
+    836_410
+}
+
+fn default_sample() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// The emulated users.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Users {
+    /// How many (default 200).
+    pub count: usize,
+    /// On how many simulated hosts they run (default 4). Cost grows steeply with hosts.
+    pub hosts: usize,
+    /// Mean time between two MESSAGEs of one user (default 5 min; exponential).
+    #[serde(deserialize_with = "duration")]
+    pub message_interval: Duration,
+    /// Share of MESSAGEs sent to users of the federated domain (default 0.3).
+    pub federated_share: f64,
+    /// Mean lifetime of a connection before the user drops it (default 10 min; exponential):
+    /// idle timeouts, network changes, laptops closing.
+    #[serde(deserialize_with = "duration")]
+    pub connection_lifetime: Duration,
+    /// Registration expiry asked for; refreshed at half (default 600 s).
+    pub register_expires: u32,
+    /// First reconnection delay after a failure (default 1 s); doubles up to `backoff_max`.
+    #[serde(deserialize_with = "duration")]
+    pub backoff_initial: Duration,
+    /// Longest reconnection delay (default 60 s).
+    #[serde(deserialize_with = "duration")]
+    pub backoff_max: Duration,
+}
+
+impl Default for Users {
+    fn default() -> Self {
+        Self {
+            count: 200,
+            hosts: 4,
+            message_interval: Duration::from_secs(300),
+            federated_share: 0.3,
+            connection_lifetime: Duration::from_secs(600),
+            register_expires: 600,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Server settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// RFC 3261 T1 in milliseconds (default 500; Timer F = 64 × T1).
+    pub t1_ms: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self { t1_ms: 500 }
+    }
+}
+
+/// One timeline step.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Step {
+    /// Auto-enrollment renews the server certificate.
+    Renew {
+        /// When.
+        #[serde(deserialize_with = "duration")]
+        at: Duration,
+        /// What happens to the key and its ACL (default `same-key-reset-acl`).
+        #[serde(default)]
+        policy: RenewalPolicy,
+    },
+    /// Stop and start the service.
+    Restart {
+        /// When.
+        #[serde(deserialize_with = "duration")]
+        at: Duration,
+    },
+    /// The KB836410 resolution: point connections at the renewed certificate ("Change
+    /// Certificate", which also grants the service account read on its key). Takes effect at
+    /// the next restart.
+    Fix {
+        /// When.
+        #[serde(deserialize_with = "duration")]
+        at: Duration,
+        /// Which connections (default: every one that uses the certificate).
+        #[serde(default)]
+        connections: Vec<String>,
+    },
+    /// Like `fix`, and swap the running listeners' and routes' credentials at once, without a
+    /// restart: each new credential is validated before an atomic swap.
+    Rebind {
+        /// When.
+        #[serde(deserialize_with = "duration")]
+        at: Duration,
+        /// Which connections (default: every one that uses the certificate).
+        #[serde(default)]
+        connections: Vec<String>,
+    },
+}
+
+impl Step {
+    /// When the step happens.
+    pub fn at(&self) -> Duration {
+        match self {
+            Step::Renew { at, .. } | Step::Restart { at } | Step::Fix { at, .. } | Step::Rebind { at, .. } => *at,
+        }
+    }
+
+    /// The action's name as the file spells it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Step::Renew { .. } => "renew",
+            Step::Restart { .. } => "restart",
+            Step::Fix { .. } => "fix",
+            Step::Rebind { .. } => "rebind",
+        }
+    }
+}
+
+/// What must hold at the end of the run. Every key given becomes one check.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectations {
+    /// Instant messages queued, then timed out (408).
+    pub im_queued_then_timed_out: Option<bool>,
+    /// TLS connections fell to zero while the service ran.
+    pub tls_connections_reached_zero: Option<bool>,
+    /// Clients failed to connect over TLS.
+    pub clients_cannot_connect_over_tls: Option<bool>,
+    /// A restart left the TLS listener stopped.
+    pub tls_listener_fails_on_restart: Option<bool>,
+    /// These event ids were logged at the failed restart.
+    pub restart_events: Option<Vec<u32>>,
+    /// Why the TLS listener failed at restart: `key_access_denied` or `certificate_not_found`.
+    pub restart_failure_cause: Option<String>,
+    /// Handshakes failed while the service ran (before any restart).
+    pub outage_while_running: Option<bool>,
+    /// Exactly these connections still fail at the end (empty: everything works).
+    pub unfixed: Option<Vec<String>>,
+    /// Every user registered again after the fix.
+    pub all_clients_reconnected: Option<bool>,
+    /// MESSAGEs to the federated domain were delivered in the last part of the run.
+    pub federated_messages_flow_at_end: Option<bool>,
+    /// No handshake failed after a live rebind.
+    pub no_handshake_failures_after_rebind: Option<bool>,
+    /// The live rebind closed no established connection.
+    pub no_connections_dropped_by_rebind: Option<bool>,
+    /// Every MESSAGE got exactly one final response (none lost on a live connection, none twice).
+    pub every_message_answered_once: Option<bool>,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration like \"90s\", \"10m\" or \"2h\" ({e})")))
+}
+
+impl Scenario {
+    /// A built-in by name, or a file by path.
+    pub fn load(name_or_path: &str) -> Result<Self, ScenarioError> {
+        if let Some((name, text)) = BUILTINS.iter().find(|(n, _)| *n == name_or_path) {
+            return Self::parse(text, Path::new(&format!("builtin:{name}")));
+        }
+        let path = Path::new(name_or_path);
+        if !path.exists() {
+            return Err(ScenarioError::Unknown {
+                name: name_or_path.into(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text` read from `path` (used in messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
+            path: path.into(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        s.validate(path)?;
+        Ok(s)
+    }
+
+    /// Checks what the schema cannot.
+    pub fn validate(&self, path: &Path) -> Result<(), ScenarioError> {
+        let invalid = |field: String, message: String| ScenarioError::Invalid {
+            path: path.into(),
+            field,
+            message,
+        };
+        if self.duration < Duration::from_secs(1) || self.duration > Duration::from_secs(7 * 24 * 3600) {
+            return Err(invalid("duration".into(), "must be between 1s and 7 days".into()));
+        }
+        if self.sample_interval < Duration::from_secs(1) {
+            return Err(invalid("sample_interval".into(), "must be at least 1s".into()));
+        }
+        let u = &self.users;
+        if u.count == 0 || u.count > 10_000 {
+            return Err(invalid("users.count".into(), format!("{} is out of range 1..=10000", u.count)));
+        }
+        if u.hosts == 0 || u.hosts > u.count || u.hosts > 64 {
+            return Err(invalid("users.hosts".into(), format!("{} must be between 1 and min(users.count, 64); few hosts are much faster", u.hosts)));
+        }
+        if !(0.0..=1.0).contains(&u.federated_share) {
+            return Err(invalid("users.federated_share".into(), format!("{} is not a share between 0 and 1", u.federated_share)));
+        }
+        for (name, d) in [("users.message_interval", u.message_interval), ("users.connection_lifetime", u.connection_lifetime), ("users.backoff_initial", u.backoff_initial)] {
+            if d < Duration::from_millis(100) {
+                return Err(invalid(name.into(), "must be at least 100ms".into()));
+            }
+        }
+        if u.backoff_max < u.backoff_initial {
+            return Err(invalid("users.backoff_max".into(), "must not be shorter than users.backoff_initial".into()));
+        }
+        if u.register_expires < 60 {
+            return Err(invalid("users.register_expires".into(), "the server's minimum is 60".into()));
+        }
+        if self.server.t1_ms == 0 || self.server.t1_ms > 10_000 {
+            return Err(invalid("server.t1_ms".into(), format!("{} is out of range 1..=10000", self.server.t1_ms)));
+        }
+        let mut last = Duration::ZERO;
+        for (i, step) in self.steps.iter().enumerate() {
+            if step.at() < last {
+                return Err(invalid(format!("step[{i}].at"), "steps must be in time order".into()));
+            }
+            if step.at() >= self.duration {
+                return Err(invalid(format!("step[{i}].at"), format!("{:?} is not before the end of the run ({:?})", step.at(), self.duration)));
+            }
+            last = step.at();
+            if let Step::Fix { connections, .. } | Step::Rebind { connections, .. } = step {
+                for c in connections {
+                    if !CONNECTION_IDS.contains(&c.as_str()) || c == "tcp-5060" {
+                        return Err(invalid(format!("step[{i}].connections"), format!("`{c}` is not a connection that uses a certificate; use tls-5061, mtls-5062 or route-fabrikam.com")));
+                    }
+                }
+            }
+        }
+        if let Some(unfixed) = &self.expect.unfixed {
+            for c in unfixed {
+                if !CONNECTION_IDS.contains(&c.as_str()) {
+                    return Err(invalid("expect.unfixed".into(), format!("`{c}` is not a connection id ({})", CONNECTION_IDS.join(", "))));
+                }
+            }
+        }
+        if let Some(cause) = &self.expect.restart_failure_cause
+            && !matches!(cause.as_str(), "key_access_denied" | "certificate_not_found")
+        {
+            return Err(invalid("expect.restart_failure_cause".into(), format!("`{cause}`: use key_access_denied or certificate_not_found")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_parse() {
+        for (name, _) in BUILTINS {
+            let s = Scenario::load(name).unwrap();
+            assert_eq!(s.name, name);
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let p = Path::new("my.toml");
+        let msg = Scenario::parse("name = \"x\"\nduration = 5\n", p).unwrap_err().to_string();
+        assert!(msg.starts_with("my.toml: ") && msg.contains("line 2"), "{msg}");
+        let msg = Scenario::parse("name = \"x\"\nduration = \"1h\"\n[[step]]\nat = \"2h\"\naction = \"restart\"\n", p).unwrap_err().to_string();
+        assert!(msg.contains("step[0].at"), "{msg}");
+        let msg = Scenario::parse("name = \"x\"\nduration = \"1h\"\n[[step]]\nat = \"2m\"\naction = \"explode\"\n", p).unwrap_err().to_string();
+        assert!(msg.contains("explode") && msg.contains("line 3"), "{msg}");
+        let msg = Scenario::parse("name = \"x\"\nduration = \"1h\"\n[users]\ncount = 0\n", p).unwrap_err().to_string();
+        assert!(msg.contains("users.count"), "{msg}");
+        let msg = Scenario::parse("name = \"x\"\nduration = \"1h\"\n[[step]]\nat = \"2m\"\naction = \"fix\"\nconnections = [\"tls-9\"]\n", p).unwrap_err().to_string();
+        assert!(msg.contains("step[0].connections") && msg.contains("tls-9"), "{msg}");
+        assert!(matches!(Scenario::load("no-such-scenario"), Err(ScenarioError::Unknown { .. })));
+    }
+}

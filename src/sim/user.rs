@@ -1,0 +1,331 @@
+//! An emulated Windows Messenger user.
+//!
+//! Connects over TLS (verifying the chain and `lcs01.contoso.com`), registers and refreshes,
+//! sends MESSAGEs to local and federated users at random, answers incoming ones, drops its
+//! connection now and then (exponential lifetimes) and reconnects with capped exponential
+//! back-off. Every failure and every MESSAGE outcome goes to the recorder. All randomness comes
+//! from the user's own RNG, seeded from the run's seed and the user's index, so a user behaves
+//! the same whatever the others do.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::record::{self, MessageRecord, Outcome, Shared, Target};
+use super::scenario::Users;
+use super::world::{SERVER_HOST, SERVER_NAME, TLS_PORT};
+use crate::sip::{Frame, Framer, Message, Method, RequestIds, Response, Uri, UserAgent};
+
+/// What a user needs to run.
+#[derive(Clone)]
+pub struct UserContext {
+    /// Behaviour parameters.
+    pub users: Users,
+    /// The run's seed.
+    pub seed: u64,
+    /// Virtual time at which to stop.
+    pub end: Duration,
+    /// Timer F of the server (an answer later than this plus a margin is a bug).
+    pub timer_f: Duration,
+    /// TLS client configuration trusting the enterprise root.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Where to record.
+    pub recorder: Shared,
+    /// The client host this user runs on (for the Via header).
+    pub host: String,
+}
+
+/// Runs user `index` until the end of the simulation.
+pub async fn run(index: usize, ctx: UserContext) {
+    let mut user = User::new(index, ctx);
+    // Users arrive over the first minute, not all in the same tick.
+    let arrival = user.rng.random_range(0..60_000u64);
+    tokio::time::sleep(Duration::from_millis(arrival)).await;
+    let mut backoff = user.ctx.users.backoff_initial;
+    while record::now() < user.ctx.end {
+        match user.connect().await {
+            Err(reason) => {
+                user.record_failure(reason);
+                let jitter = user.rng.random_range(0.5..1.0);
+                user.sleep_capped(backoff.mul_f64(jitter)).await;
+                backoff = (backoff * 2).min(user.ctx.users.backoff_max);
+            }
+            Ok(tls) => {
+                backoff = user.ctx.users.backoff_initial;
+                if user.session(tls).await == SessionEnd::ClosedByServer {
+                    // Reconnect soon, as Messenger does, but not in the same tick as everyone.
+                    let wait = backoff.mul_f64(user.rng.random_range(0.5..1.0));
+                    user.sleep_capped(wait).await;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum SessionEnd {
+    ClosedByUser,
+    ClosedByServer,
+    EndOfRun,
+}
+
+type Tls = tokio_rustls::client::TlsStream<turmoil::net::TcpStream>;
+
+struct User {
+    index: usize,
+    ctx: UserContext,
+    rng: StdRng,
+    agent: UserAgent,
+    contact: Uri,
+    counter: u64,
+}
+
+struct Pending {
+    sent: Duration,
+    target: Target,
+}
+
+impl User {
+    fn new(index: usize, ctx: UserContext) -> Self {
+        let rng = StdRng::seed_from_u64(ctx.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let aor: Uri = format!("sip:user{index:03}@contoso.com").parse().expect("valid URI");
+        let contact: Uri = format!("sip:user{index:03}@{};transport=tls", ctx.host).parse().expect("valid URI");
+        let mut agent = UserAgent::new(aor, &ctx.host);
+        agent.user_agent = Some("RTC/1.3 (emulated Windows Messenger 5.1)".into());
+        Self {
+            index,
+            ctx,
+            rng,
+            agent,
+            contact,
+            counter: 0,
+        }
+    }
+
+    fn ids(&mut self, cseq: u32) -> RequestIds {
+        self.counter += 1;
+        let salt: u32 = self.rng.random();
+        RequestIds {
+            call_id: format!("u{}-{}-{salt:08x}", self.index, self.counter),
+            from_tag: format!("t{}-{}", self.index, self.counter),
+            branch: format!("u{}-{}-{salt:08x}", self.index, self.counter),
+            cseq,
+        }
+    }
+
+    fn record_failure(&self, reason: String) {
+        self.ctx
+            .recorder
+            .lock()
+            .expect("recorder")
+            .connect_failures
+            .push((record::now(), self.index, reason));
+    }
+
+    async fn sleep_capped(&self, d: Duration) {
+        let left = self.ctx.end.saturating_sub(record::now());
+        tokio::time::sleep(d.min(left)).await;
+    }
+
+    async fn connect(&mut self) -> Result<Tls, String> {
+        let timeout = Duration::from_secs(10);
+        let tcp = match tokio::time::timeout(timeout, turmoil::net::TcpStream::connect((SERVER_HOST, TLS_PORT))).await {
+            Err(_) => return Err("connect_timeout".into()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Err("connection_refused".into()),
+            Ok(Err(e)) => return Err(format!("connect_error: {}", e.kind())),
+            Ok(Ok(tcp)) => tcp,
+        };
+        let connector = tokio_rustls::TlsConnector::from(self.ctx.tls.clone());
+        let name = ServerName::try_from(SERVER_NAME).expect("valid name");
+        match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
+            Err(_) => Err("handshake_timeout".into()),
+            Ok(Ok(tls)) => Ok(tls),
+            Ok(Err(e)) => Err(tls_reason(&e)),
+        }
+    }
+
+    fn exp(&mut self, mean: Duration) -> Duration {
+        let u: f64 = self.rng.random_range(f64::EPSILON..1.0);
+        mean.mul_f64(-u.ln())
+    }
+
+    fn pick_target(&mut self) -> (Uri, Target) {
+        if self.rng.random_bool(self.ctx.users.federated_share) {
+            let k = self.rng.random_range(0..50);
+            (format!("sip:fed{k:02}@fabrikam.com").parse().expect("valid"), Target::Federated)
+        } else {
+            let n = self.ctx.users.count;
+            let mut j = self.rng.random_range(0..n);
+            if j == self.index && n > 1 {
+                j = (j + 1) % n;
+            }
+            (format!("sip:user{j:03}@contoso.com").parse().expect("valid"), Target::Local)
+        }
+    }
+
+    async fn session(&mut self, mut tls: Tls) -> SessionEnd {
+        let now = Instant::now();
+        let t0 = record::now();
+        let lifetime = self.exp(self.ctx.users.connection_lifetime);
+        let refresh_every = Duration::from_secs(u64::from(self.ctx.users.register_expires / 2));
+        let mut next_message = now + self.exp(self.ctx.users.message_interval);
+        let mut next_refresh = now;
+        let close_at = now + lifetime;
+        let end_at = now + self.ctx.end.saturating_sub(t0);
+        let mut register_cseq = 0u32;
+        let mut register_call: Option<String> = None;
+        let mut registered = false;
+        let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
+        let mut framer = Framer::new(64 * 1024);
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut tag = 0u64;
+        loop {
+            let now = Instant::now();
+            // Outstanding MESSAGEs must be answered within Timer F (plus a margin for the trip).
+            let deadline = self.ctx.timer_f + Duration::from_secs(5);
+            let overdue: Vec<String> = pending
+                .iter()
+                .filter(|(_, p)| record::now() >= p.sent + deadline)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for call_id in overdue {
+                let p = pending.remove(&call_id).expect("listed");
+                self.finish(p, Outcome::Unanswered);
+            }
+            if now >= end_at {
+                let _ = tls.shutdown().await;
+                return SessionEnd::EndOfRun;
+            }
+            if now >= close_at && pending.is_empty() {
+                let _ = tls.shutdown().await;
+                return SessionEnd::ClosedByUser;
+            }
+            let mut wake = end_at.min(next_refresh);
+            if now < close_at {
+                wake = wake.min(next_message).min(close_at);
+            }
+            if let Some(first) = pending.values().map(|p| p.sent).min() {
+                let due = now + (first + deadline).saturating_sub(record::now());
+                wake = wake.min(due);
+            }
+            tokio::select! {
+                biased;
+                read = tls.read(&mut buf) => {
+                    let n = match read {
+                        Ok(0) | Err(_) => {
+                            self.connection_lost(pending);
+                            return SessionEnd::ClosedByServer;
+                        }
+                        Ok(n) => n,
+                    };
+                    framer.push(&buf[..n]);
+                    while let Some(frame) = framer.pop() {
+                        let Ok(Frame::Message(bytes)) = frame else { continue };
+                        match crate::sip::parse_message(&bytes) {
+                            Ok(Message::Response(r)) if r.status >= 200 => {
+                                let call_id = r.headers.call_id().unwrap_or_default().to_string();
+                                if register_call.as_deref() == Some(call_id.as_str()) {
+                                    if r.status == 200 && !registered {
+                                        registered = true;
+                                        self.ctx.recorder.lock().expect("recorder").registrations.push((record::now(), self.index));
+                                    }
+                                } else if let Some(p) = pending.remove(&call_id) {
+                                    self.finish(p, Outcome::Final(r.status));
+                                } else {
+                                    self.ctx.recorder.lock().expect("recorder").duplicate_finals += 1;
+                                }
+                            }
+                            Ok(Message::Request(req)) => {
+                                let status = if req.method == Method::Message { 200 } else { 405 };
+                                tag += 1;
+                                let resp = Response::for_request(&req, status).with_to_tag(&format!("u{}r{tag}", self.index));
+                                if tls.write_all(&resp.to_bytes()).await.is_err() {
+                                    self.connection_lost(pending);
+                                    return SessionEnd::ClosedByServer;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    let mut out = Vec::new();
+                    if now >= next_refresh {
+                        register_cseq += 1;
+                        let mut ids = self.ids(register_cseq);
+                        if let Some(call) = &register_call {
+                            ids.call_id.clone_from(call);
+                        }
+                        register_call = Some(ids.call_id.clone());
+                        out.extend(self.agent.register(&self.contact, self.ctx.users.register_expires, &ids).to_bytes());
+                        next_refresh = now + refresh_every;
+                    }
+                    if now >= next_message && now < close_at {
+                        if registered {
+                            let (to, target) = self.pick_target();
+                            let ids = self.ids(1);
+                            let body = format!("hello from user{:03} #{}", self.index, self.counter);
+                            out.extend(self.agent.message(&to, "text/plain", body, &ids).to_bytes());
+                            pending.insert(ids.call_id, Pending { sent: record::now(), target });
+                        }
+                        next_message = now + self.exp(self.ctx.users.message_interval);
+                    }
+                    if !out.is_empty() && tls.write_all(&out).await.is_err() {
+                        self.connection_lost(pending);
+                        return SessionEnd::ClosedByServer;
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&self, p: Pending, outcome: Outcome) {
+        self.ctx.recorder.lock().expect("recorder").messages.push(MessageRecord {
+            sent: p.sent,
+            done: record::now(),
+            target: p.target,
+            outcome,
+        });
+    }
+
+    fn connection_lost(&self, pending: BTreeMap<String, Pending>) {
+        let mut r = self.ctx.recorder.lock().expect("recorder");
+        r.closed_by_server.push((record::now(), self.index));
+        for (_, p) in pending {
+            r.messages.push(MessageRecord {
+                sent: p.sent,
+                done: record::now(),
+                target: p.target,
+                outcome: Outcome::LostOnClose,
+            });
+        }
+    }
+}
+
+/// A short, stable reason for a failed client handshake.
+fn tls_reason(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(alert)) => format!("tls_alert_{}", snake(&format!("{alert:?}"))),
+        Some(rustls::Error::InvalidCertificate(c)) => format!("certificate_invalid_{}", snake(&format!("{c:?}"))),
+        Some(other) => format!("tls_error_{}", snake(&format!("{other:?}")).chars().take(40).collect::<String>()),
+        None => format!("io_{}", snake(&format!("{:?}", e.kind()))),
+    }
+}
+
+fn snake(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().take_while(|c| c.is_alphanumeric()).enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}

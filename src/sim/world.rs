@@ -1,0 +1,139 @@
+//! The simulated deployment: contoso.com's server, its PKI and store, and fabrikam.com's peer.
+//!
+//! Built in memory from the seed: serials are derived from it, so the same seed names the same
+//! certificates. (Keys and ECDSA signatures are random, so thumbprints differ between runs and
+//! never appear in a report.) Everything is valid from [`SIM_EPOCH`] for a year.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::clock::SIM_EPOCH;
+use crate::config::{CertRef, Config, Connection, Route, Service, SipSettings, TlsSettings, Transport};
+use crate::pki::{self, KeyAlgorithm, LeafSpec, PkiError, Serial, TestPki};
+use crate::store::{Acl, Store};
+
+/// The simulated host names.
+pub const SERVER_HOST: &str = "lcs01";
+/// The federation peer's host.
+pub const PEER_HOST: &str = "fabrikam";
+/// The server's TLS name (what clients verify).
+pub const SERVER_NAME: &str = "lcs01.contoso.com";
+/// TLS port.
+pub const TLS_PORT: u16 = 5061;
+/// Mutual-TLS port (also the peer's).
+pub const MTLS_PORT: u16 = 5062;
+/// TCP port.
+pub const TCP_PORT: u16 = 5060;
+
+/// Everything the simulation starts from.
+#[derive(Debug)]
+pub struct World {
+    /// The enterprise PKI.
+    pub pki: TestPki,
+    /// The machine store, server certificate with the ACL "Change Certificate" leaves.
+    pub store: Store,
+    /// `lcs.toml`.
+    pub config: Config,
+    /// The roots clients and the peer trust.
+    pub roots: Arc<RootCertStore>,
+    /// Sent after the leaf (the issuing CA).
+    pub intermediates: Vec<CertificateDer<'static>>,
+    /// The peer's certificate chain and key.
+    pub peer_chain: Vec<CertificateDer<'static>>,
+    /// The peer's key.
+    pub peer_key: Arc<PrivatePkcs8KeyDer<'static>>,
+}
+
+impl World {
+    /// The peer's key, as rustls wants it.
+    pub fn peer_key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.peer_key.clone_key())
+    }
+}
+
+/// Builds the world for `seed`.
+pub fn build(seed: u64, t1_ms: u64) -> Result<World, PkiError> {
+    let pki = TestPki::generate("contoso.com", SIM_EPOCH)?;
+    let year = time::Duration::days(365);
+    let serial = Serial::derive(format!("{seed}/server").as_bytes());
+    let key = KeyAlgorithm::EcdsaP256.generate()?;
+    let spec = LeafSpec::server(SERVER_NAME, "Contoso");
+    let der = pki::issue_leaf(&pki.issuing, &spec, &key, &serial, SIM_EPOCH, SIM_EPOCH + year)?;
+    let mut store = Store::new();
+    store
+        .import(der, key, Acl::for_service("RTCService"))
+        .expect("a fresh certificate imports");
+
+    let peer_key = KeyAlgorithm::EcdsaP256.generate()?;
+    let peer_spec = LeafSpec {
+        common_name: "sip.fabrikam.com".into(),
+        organisation: "Fabrikam".into(),
+        dns_names: vec!["sip.fabrikam.com".into(), PEER_HOST.into()],
+        ip_addresses: Vec::<IpAddr>::new(),
+        server_auth: true,
+        client_auth: true,
+    };
+    let peer_der = pki::issue_leaf(
+        &pki.issuing,
+        &peer_spec,
+        &peer_key,
+        &Serial::derive(format!("{seed}/peer").as_bytes()),
+        SIM_EPOCH,
+        SIM_EPOCH + year,
+    )?;
+
+    let cert_ref = CertRef {
+        issuer: pki.issuing.info().subject,
+        serial,
+    };
+    let listen = |transport: Transport, port: u16| Connection {
+        id: format!("{}-{port}", transport.to_string().to_lowercase()),
+        transport,
+        address: IpAddr::from([127, 0, 0, 1]),
+        port,
+        certificate: (transport != Transport::Tcp).then(|| cert_ref.clone()),
+    };
+    let config = Config {
+        service: Service {
+            server: SERVER_NAME.into(),
+            domain: "contoso.com".into(),
+            principal: "RTCService".into(),
+            aliases: Vec::new(),
+        },
+        sip: SipSettings {
+            t1_ms,
+            // Users refresh registrations every few minutes; only a dead peer idles this long.
+            idle_timeout_s: 3600,
+            ..SipSettings::default()
+        },
+        tls: TlsSettings::default(),
+        connections: vec![
+            listen(Transport::Tls, TLS_PORT),
+            listen(Transport::Mtls, MTLS_PORT),
+            listen(Transport::Tcp, TCP_PORT),
+        ],
+        routes: vec![Route {
+            id: "route-fabrikam.com".into(),
+            domain: "fabrikam.com".into(),
+            next_hop: format!("{PEER_HOST}:{MTLS_PORT}"),
+            transport: Transport::Mtls,
+            certificate: Some(cert_ref),
+        }],
+    };
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.root.cert.clone()).expect("the root parses");
+    let intermediates = vec![pki.issuing.cert.clone()];
+    let peer_chain = vec![peer_der, pki.issuing.cert.clone()];
+    Ok(World {
+        pki,
+        store,
+        config,
+        roots: Arc::new(roots),
+        intermediates,
+        peer_chain,
+        peer_key: Arc::new(peer_key),
+    })
+}
