@@ -20,7 +20,7 @@ use super::CmdResult;
 /// the running server.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  lcs-sim init demo && lcs-sim serve demo\n  # in another terminal:\n  sipsak -E tls -s sip:alice@contoso.com -p 127.0.0.1:5061 -U -C sip:alice@127.0.0.1 -a x\n  lcs-sim store renew demo <THUMBPRINT>     # new TLS handshakes now fail\n  lcs-sim events demo                       # after a restart: 14352, 14336, 14347"
+    after_help = "Example:\n  lcs-sim init demo && lcs-sim serve demo\n  # in another terminal:\n  sipsak -E tls --tls-ca-cert demo/ca.pem -U -i -H 127.0.0.1 -x 120 -s sip:alice@127.0.0.1:5061\n  lcs-sim store renew demo <THUMBPRINT>     # new TLS handshakes now fail\n  lcs-sim events demo                       # after a restart: 14352, 14336, 14347"
 )]
 pub struct ServeArgs {
     /// The deployment folder.

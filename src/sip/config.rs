@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::framer::DEFAULT_MAX_MESSAGE_SIZE;
+use super::uri::Uri;
 
 /// Identifies a static route (an outgoing mutual-TLS connection to a federation peer). The shell
 /// knows the route's next hop and certificate; the SIP core only knows this number.
@@ -24,7 +25,10 @@ pub struct StaticRoute {
 /// Proxy and registrar settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyConfig {
-    /// Domains this server is registrar and final proxy for. Default: `["contoso.com"]`.
+    /// Domains this server is registrar and final proxy for. The first is the domain proper;
+    /// any others are aliases of it (`127.0.0.1` for SIP tools on the same machine), so
+    /// `alice@127.0.0.1` is the same address of record as `alice@contoso.com`.
+    /// Default: `["contoso.com"]`.
     pub local_domains: Vec<String>,
     /// This server's host name: written in the Via it adds, and a Request-URI host that means
     /// "this server" (like a local domain). Default: `lcs.contoso.com`.
@@ -91,6 +95,18 @@ impl ProxyConfig {
                 .any(|d| host.eq_ignore_ascii_case(d))
     }
 
+    /// The address of record `uri` names, as the registrar keys it: `user@host`, with a local
+    /// host (an alias, or this server's name) written as the domain proper, so a user registered
+    /// through an alias is found under the domain and the other way round.
+    pub fn aor(&self, uri: &Uri) -> String {
+        match (&uri.user, self.local_domains.first()) {
+            (Some(user), Some(domain)) if self.is_local(&uri.host) => {
+                format!("{user}@{}", domain.to_ascii_lowercase())
+            }
+            _ => uri.aor(),
+        }
+    }
+
     /// The static route for `host`: exact domain match or subdomain (`sip.fabrikam.com`).
     pub fn route_for(&self, host: &str) -> Option<RouteId> {
         let host = host.to_ascii_lowercase();
@@ -126,5 +142,19 @@ mod tests {
         assert_eq!(config.route_for("Fabrikam.com"), Some(RouteId(3)));
         assert_eq!(config.route_for("sip.fabrikam.com"), Some(RouteId(3)));
         assert_eq!(config.route_for("notfabrikam.com"), None);
+        let aliased = ProxyConfig {
+            local_domains: vec!["Contoso.com".into(), "127.0.0.1".into(), "localhost".into()],
+            ..ProxyConfig::default()
+        };
+        for uri in [
+            "sip:alice@contoso.com",
+            "sip:alice@127.0.0.1:5061",
+            "sip:alice@LOCALHOST",
+            "sip:alice@lcs.contoso.com",
+        ] {
+            assert_eq!(aliased.aor(&Uri::parse(uri).unwrap()), "alice@contoso.com");
+        }
+        let remote = Uri::parse("sip:bob@Fabrikam.com").unwrap();
+        assert_eq!(aliased.aor(&remote), "bob@fabrikam.com");
     }
 }

@@ -85,7 +85,7 @@ impl Registrar {
         actions: &mut VecDeque<Action>,
     ) -> Result<Outcome, HeaderError> {
         let h = &request.headers;
-        let aor = h.to_addr()?.uri.aor();
+        let aor = config.aor(&h.to_addr()?.uri);
         let (call_id, cseq) = (h.call_id()?.to_owned(), h.cseq()?.seq);
         let default = h.expires()?.unwrap_or(config.default_expires);
         let values: Vec<&str> = h.get_all("Contact").collect();

@@ -39,7 +39,7 @@ impl Proxy {
             if request.uri.user.is_none() {
                 return Some(self.reply(key, 404));
             }
-            let Some(binding) = self.registrar.lookup(&request.uri.aor()) else {
+            let Some(binding) = self.registrar.lookup(&self.config.aor(&request.uri)) else {
                 return Some(self.reply(key, 480));
             };
             // Retarget to the registered contact (RFC 3261 §16.5).

@@ -682,3 +682,32 @@ fn keepalive_ping_gets_a_pong() {
     );
     assert_eq!(h.proxy.stats().keepalives, 1);
 }
+
+/// Regression (found with sipsak, which can only write `user@127.0.0.1`): a domain alias names
+/// the same users as the domain, both for REGISTER and for routing.
+#[test]
+fn an_alias_of_the_domain_names_the_same_users() {
+    let mut h = Harness::new();
+    h.proxy = Proxy::new(ProxyConfig {
+        local_domains: vec!["contoso.com".into(), "127.0.0.1".into()],
+        ..test_config()
+    });
+    for (conn, user, domain) in [(ALICE, "alice", "127.0.0.1"), (BOB, "bob", "contoso.com")] {
+        h.open(conn, ConnKind::Inbound(Transport::Tls));
+        let ids = h.ids();
+        let req = ua(user, domain).register(&contact(user), 3600, &ids);
+        assert_eq!(
+            response_to(&h.recv(conn, &req.to_bytes()), conn).status,
+            200
+        );
+    }
+    for (from, to, to_domain, conn) in [
+        ("bob", "alice", "contoso.com", ALICE),
+        ("alice", "bob", "127.0.0.1", BOB),
+    ] {
+        let msg = message(&mut h, from, to, to_domain);
+        let sender = if conn == ALICE { BOB } else { ALICE };
+        let fwd = request_to(&h.recv(sender, &msg.to_bytes()), conn);
+        assert_eq!(fwd.uri, contact(to));
+    }
+}
