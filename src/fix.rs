@@ -60,7 +60,11 @@ pub fn plan(config: &Config, store: &Store, scope: &[String]) -> FixPlan {
             continue; // nothing in the store to follow; a doctor's finding, not a rebind
         };
         let mut target = configured;
-        while let Some(next) = target.renewed_by.as_ref().and_then(|t| store.find(t.as_str()).ok()) {
+        while let Some(next) = target
+            .renewed_by
+            .as_ref()
+            .and_then(|t| store.find(t.as_str()).ok())
+        {
             target = next;
         }
         let thumbprint = target.thumbprint().clone();

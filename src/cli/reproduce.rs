@@ -13,7 +13,9 @@ use super::{CmdResult, Failure};
 /// a federation peer, auto-enrollment renewal, restarts and the fix, with the real server, store
 /// and TLS code. Two virtual hours take seconds; the same seed gives the same report.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit codes: 0 the scenario's expectations hold, 1 they do not, 2 bad input.\n\nExamples:\n  lcs-sim reproduce\n  lcs-sim reproduce --scenario kb836410-partial-fix --format json\n  lcs-sim reproduce --scenario my.toml --seed 7 --format junit > junit.xml\n  lcs-sim reproduce --svg chart.svg\n  lcs-sim reproduce --list")]
+#[command(
+    after_help = "Exit codes: 0 the scenario's expectations hold, 1 they do not, 2 bad input.\n\nExamples:\n  lcs-sim reproduce\n  lcs-sim reproduce --scenario kb836410-partial-fix --format json\n  lcs-sim reproduce --scenario my.toml --seed 7 --format junit > junit.xml\n  lcs-sim reproduce --svg chart.svg\n  lcs-sim reproduce --list"
+)]
 pub struct ReproduceArgs {
     /// A built-in scenario name or a scenario file (TOML; see fixtures/scenarios/).
     #[arg(long, default_value = "kb836410")]

@@ -62,7 +62,8 @@ impl SimClock {
 
 impl Clock for SimClock {
     fn now(&self) -> SystemTime {
-        let since = turmoil::since_epoch().unwrap_or_else(|| *self.outside.lock().expect("clock lock"));
+        let since =
+            turmoil::since_epoch().unwrap_or_else(|| *self.outside.lock().expect("clock lock"));
         UNIX_EPOCH + since
     }
 }

@@ -146,7 +146,12 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
         if *live {
             *t
         } else {
-            applied.restarts.iter().copied().find(|r| r >= t).unwrap_or(end)
+            applied
+                .restarts
+                .iter()
+                .copied()
+                .find(|r| r >= t)
+                .unwrap_or(end)
         }
     });
 
@@ -165,11 +170,16 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
             .take_while(|s| Duration::from_secs(s.t) <= renewed)
             .last()
             .map_or(0, |s| s.queued);
-        let queued_after = outcome.series.last().map_or(0, |s| s.queued).max(outcome.server_totals.sip.queued);
-        let federated_408 = r
-            .messages
-            .iter()
-            .any(|m| m.sent >= renewed && m.target == Target::Federated && m.outcome == MsgOutcome::Final(408));
+        let queued_after = outcome
+            .series
+            .last()
+            .map_or(0, |s| s.queued)
+            .max(outcome.server_totals.sip.queued);
+        let federated_408 = r.messages.iter().any(|m| {
+            m.sent >= renewed
+                && m.target == Target::Federated
+                && m.outcome == MsgOutcome::Final(408)
+        });
         symptoms.im_queued_then_timed_out = queued_after > queued_before && federated_408;
         let had_tls = outcome.series.iter().any(|s| s.tls_connections > 0);
         symptoms.tls_connections_reached_zero = had_tls
@@ -178,21 +188,19 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
                 t > renewed && t < running_until && s.tls_connections == 0
             });
         let until = fix_effective.unwrap_or(end);
-        symptoms.clients_cannot_connect_over_tls = r.connect_failures.iter().any(|(t, _, _)| *t >= renewed && *t < until);
+        symptoms.clients_cannot_connect_over_tls = r
+            .connect_failures
+            .iter()
+            .any(|(t, _, _)| *t >= renewed && *t < until);
         failed_start = outcome
             .starts
             .iter()
             .find(|s| s.at >= renewed && s.failed.iter().any(|f| f.id == "tls-5061"));
         symptoms.tls_listener_fails_on_restart = failed_start.is_some();
     }
-    let mut restart_events: Vec<u32> = Vec::new();
-    if let Some(start) = failed_start {
-        for id in start.events.iter().rev() {
-            if (14336..=14352).contains(id) && !restart_events.contains(id) {
-                restart_events.push(*id);
-            }
-        }
-    }
+    let restart_events = failed_start
+        .map(|s| kb_events_newest_first(&s.events))
+        .unwrap_or_default();
     let restart_failure_cause = failed_start.and_then(|s| s.causes.get("tls-5061").cloned());
 
     // Messages.
@@ -228,9 +236,16 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
     // Fix.
     let fix = last_fix.as_ref().map(|(_, live, _)| {
         let effective = fix_effective.expect("set with last_fix");
-        let rebound: BTreeSet<String> = applied.fixes.iter().flat_map(|(_, _, r)| r.iter().cloned()).collect();
+        let rebound: BTreeSet<String> = applied
+            .fixes
+            .iter()
+            .flat_map(|(_, _, r)| r.iter().cloned())
+            .collect();
         let listener_started = if *live {
-            outcome.starts.last().is_some_and(|s| s.listening.iter().any(|l| l == "tls-5061"))
+            outcome
+                .starts
+                .last()
+                .is_some_and(|s| s.listening.iter().any(|l| l == "tls-5061"))
         } else {
             outcome
                 .starts
@@ -238,7 +253,12 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
                 .find(|s| s.at >= effective)
                 .is_some_and(|s| s.listening.iter().any(|l| l == "tls-5061"))
         };
-        let reconnected: BTreeSet<usize> = r.registrations.iter().filter(|(t, _)| *t >= effective).map(|(_, u)| *u).collect();
+        let reconnected: BTreeSet<usize> = r
+            .registrations
+            .iter()
+            .filter(|(t, _)| *t >= effective)
+            .map(|(_, u)| *u)
+            .collect();
         FixReport {
             effective_at: secs(effective),
             live: *live,
@@ -250,76 +270,212 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
     });
 
     // Federated flow at the end: the last fifth of the run (after any fix).
-    let window_start = end.mul_f64(0.8).max(fix_effective.map_or(Duration::ZERO, |t| t + Duration::from_secs(120)));
-    let tail: Vec<_> = r.messages.iter().filter(|x| x.target == Target::Federated && x.sent >= window_start).collect();
+    let window_start = end
+        .mul_f64(0.8)
+        .max(fix_effective.map_or(Duration::ZERO, |t| t + Duration::from_secs(120)));
+    let tail: Vec<_> = r
+        .messages
+        .iter()
+        .filter(|x| x.target == Target::Federated && x.sent >= window_start)
+        .collect();
     let federated_flow_at_end = tail.iter().any(|x| x.outcome == MsgOutcome::Final(200))
         && !tail.iter().any(|x| x.outcome == MsgOutcome::Final(408));
 
-    let outage_while_running = renewal.is_some_and(|renewed| r.connect_failures.iter().any(|(t, _, _)| *t >= renewed && *t < running_until));
-    let rebind_at = applied.fixes.iter().find(|(_, live, _)| *live).map(|(t, _, _)| *t);
+    let outage_while_running = renewal.is_some_and(|renewed| {
+        r.connect_failures
+            .iter()
+            .any(|(t, _, _)| *t >= renewed && *t < running_until)
+    });
+    let rebind_at = applied
+        .fixes
+        .iter()
+        .find(|(_, live, _)| *live)
+        .map(|(t, _, _)| *t);
 
     // Timeline.
-    let mut timeline: Vec<Moment> = applied.steps.iter().map(|(t, what)| Moment { t: secs(*t), what: what.clone() }).collect();
+    // (moment, rank): at the same second, timeline steps come first, then service starts, then
+    // what clients observed.
+    let mut timeline: Vec<(Moment, u8)> = applied
+        .steps
+        .iter()
+        .map(|(t, what)| {
+            (
+                Moment {
+                    t: secs(*t),
+                    what: what.clone(),
+                },
+                0,
+            )
+        })
+        .collect();
     if let Some(renewed) = renewal {
         if let Some((t, _, reason)) = r.connect_failures.iter().find(|(t, _, _)| *t >= renewed) {
-            timeline.push(Moment { t: secs(*t), what: format!("first client cannot connect over TLS ({reason})") });
+            timeline.push((
+                Moment {
+                    t: secs(*t),
+                    what: format!("first client cannot connect over TLS ({reason})"),
+                },
+                2,
+            ));
         }
-        if let Some(x) = r.messages.iter().filter(|x| x.sent >= renewed && x.outcome == MsgOutcome::Final(408)).min_by_key(|x| x.done) {
-            timeline.push(Moment { t: secs(x.done), what: "first instant message times out (408 after Timer F)".into() });
+        if let Some(x) = r
+            .messages
+            .iter()
+            .filter(|x| x.sent >= renewed && x.outcome == MsgOutcome::Final(408))
+            .min_by_key(|x| x.done)
+        {
+            timeline.push((
+                Moment {
+                    t: secs(x.done),
+                    what: "first instant message times out (408 after Timer F)".into(),
+                },
+                2,
+            ));
         }
-        if let Some(s) = outcome.series.iter().find(|s| Duration::from_secs(s.t) > renewed && Duration::from_secs(s.t) < running_until && s.tls_connections == 0) {
-            timeline.push(Moment { t: s.t, what: "TLS connections reach zero".into() });
+        if let Some(s) = outcome.series.iter().find(|s| {
+            Duration::from_secs(s.t) > renewed
+                && Duration::from_secs(s.t) < running_until
+                && s.tls_connections == 0
+        }) {
+            timeline.push((
+                Moment {
+                    t: s.t,
+                    what: "TLS connections reach zero".into(),
+                },
+                2,
+            ));
         }
     }
     for s in &outcome.starts {
         if s.at.is_zero() && s.failed.is_empty() {
-            timeline.push(Moment { t: 0, what: format!("service starts: {} listening", s.listening.join(", ")) });
+            timeline.push((
+                Moment {
+                    t: 0,
+                    what: format!("service starts: {} listening", s.listening.join(", ")),
+                },
+                1,
+            ));
             continue;
         }
         let what = if s.failed.is_empty() {
             format!("service starts: {} listening", s.listening.join(", "))
         } else {
             let failed: Vec<&str> = s.failed.iter().map(|f| f.id.as_str()).collect();
-            let ids: BTreeSet<u32> = s.events.iter().copied().filter(|i| (14336..=14352).contains(i)).collect();
-            let ids: Vec<String> = ids.iter().rev().map(u32::to_string).collect();
+            let ids: Vec<String> = kb_events_newest_first(&s.events)
+                .iter()
+                .map(u32::to_string)
+                .collect();
             format!(
                 "service starts: {} listening; NOT STARTED: {} (events {})",
-                if s.listening.is_empty() { "nothing".into() } else { s.listening.join(", ") },
+                if s.listening.is_empty() {
+                    "nothing".into()
+                } else {
+                    s.listening.join(", ")
+                },
                 failed.join(", "),
                 ids.join(", ")
             )
         };
-        timeline.push(Moment { t: secs(s.at), what });
+        timeline.push((
+            Moment {
+                t: secs(s.at),
+                what,
+            },
+            1,
+        ));
     }
     if let Some(f) = &fix {
-        if let Some((t, _)) = r.registrations.iter().filter(|(t, _)| *t >= Duration::from_secs(f.effective_at)).nth(f.clients_reconnected.saturating_sub(1)) {
-            timeline.push(Moment { t: secs(*t), what: format!("{} of {} users registered again", f.clients_reconnected, f.clients) });
+        // When the last of the users who came back registered.
+        let mut seen = BTreeSet::new();
+        let last = r
+            .registrations
+            .iter()
+            .filter(|(t, _)| *t >= Duration::from_secs(f.effective_at))
+            .find(|(_, u)| seen.insert(*u) && seen.len() == f.clients_reconnected);
+        if let Some((t, _)) = last.filter(|_| f.clients_reconnected > 0) {
+            let what = format!(
+                "{} of {} users registered again",
+                f.clients_reconnected, f.clients
+            );
+            timeline.push((Moment { t: secs(*t), what }, 2));
         }
     }
-    timeline.sort_by_key(|m| m.t);
+    timeline.sort_by_key(|(m, rank)| (m.t, *rank));
+    let timeline: Vec<Moment> = timeline.into_iter().map(|(m, _)| m).collect();
 
     let unfixed = outcome.unfixed.clone();
-    let verdict = verdict(&symptoms, outage_while_running, &fix, &unfixed, renewal.is_some());
+    let verdict = verdict(
+        &symptoms,
+        outage_while_running,
+        &fix,
+        &unfixed,
+        renewal.is_some(),
+    );
 
     // Checks.
     let e = &scenario.expect;
     let mut checks = Vec::new();
     let mut check = |name: &str, expected: String, actual: String| {
-        checks.push(Check { name: name.into(), passed: expected == actual, expected, actual });
+        checks.push(Check {
+            name: name.into(),
+            passed: expected == actual,
+            expected,
+            actual,
+        });
     };
     let b = |v: bool| v.to_string();
-    if let Some(x) = e.im_queued_then_timed_out { check("im_queued_then_timed_out", b(x), b(symptoms.im_queued_then_timed_out)); }
-    if let Some(x) = e.tls_connections_reached_zero { check("tls_connections_reached_zero", b(x), b(symptoms.tls_connections_reached_zero)); }
-    if let Some(x) = e.clients_cannot_connect_over_tls { check("clients_cannot_connect_over_tls", b(x), b(symptoms.clients_cannot_connect_over_tls)); }
-    if let Some(x) = e.tls_listener_fails_on_restart { check("tls_listener_fails_on_restart", b(x), b(symptoms.tls_listener_fails_on_restart)); }
+    if let Some(x) = e.im_queued_then_timed_out {
+        check(
+            "im_queued_then_timed_out",
+            b(x),
+            b(symptoms.im_queued_then_timed_out),
+        );
+    }
+    if let Some(x) = e.tls_connections_reached_zero {
+        check(
+            "tls_connections_reached_zero",
+            b(x),
+            b(symptoms.tls_connections_reached_zero),
+        );
+    }
+    if let Some(x) = e.clients_cannot_connect_over_tls {
+        check(
+            "clients_cannot_connect_over_tls",
+            b(x),
+            b(symptoms.clients_cannot_connect_over_tls),
+        );
+    }
+    if let Some(x) = e.tls_listener_fails_on_restart {
+        check(
+            "tls_listener_fails_on_restart",
+            b(x),
+            b(symptoms.tls_listener_fails_on_restart),
+        );
+    }
     if let Some(x) = &e.restart_events {
         let all = x.iter().all(|id| restart_events.contains(id));
-        check("restart_events", format!("{x:?} logged"), if all { format!("{x:?} logged") } else { format!("{restart_events:?} logged") });
+        check(
+            "restart_events",
+            format!("{x:?} logged"),
+            if all {
+                format!("{x:?} logged")
+            } else {
+                format!("{restart_events:?} logged")
+            },
+        );
     }
     if let Some(x) = &e.restart_failure_cause {
-        check("restart_failure_cause", x.clone(), restart_failure_cause.clone().unwrap_or_else(|| "none".into()));
+        check(
+            "restart_failure_cause",
+            x.clone(),
+            restart_failure_cause
+                .clone()
+                .unwrap_or_else(|| "none".into()),
+        );
     }
-    if let Some(x) = e.outage_while_running { check("outage_while_running", b(x), b(outage_while_running)); }
+    if let Some(x) = e.outage_while_running {
+        check("outage_while_running", b(x), b(outage_while_running));
+    }
     if let Some(x) = &e.unfixed {
         let mut want = x.clone();
         want.sort();
@@ -328,21 +484,40 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
         check("unfixed", format!("{want:?}"), format!("{got:?}"));
     }
     if let Some(x) = e.all_clients_reconnected {
-        let actual = fix.as_ref().is_some_and(|f| f.clients_reconnected == f.clients);
+        let actual = fix
+            .as_ref()
+            .is_some_and(|f| f.clients_reconnected == f.clients);
         check("all_clients_reconnected", b(x), b(actual));
     }
-    if let Some(x) = e.federated_messages_flow_at_end { check("federated_messages_flow_at_end", b(x), b(federated_flow_at_end)); }
+    if let Some(x) = e.federated_messages_flow_at_end {
+        check(
+            "federated_messages_flow_at_end",
+            b(x),
+            b(federated_flow_at_end),
+        );
+    }
     if let Some(x) = e.no_handshake_failures_after_rebind {
-        let actual = rebind_at.is_some_and(|at| !r.connect_failures.iter().any(|(t, _, _)| *t >= at));
+        let actual =
+            rebind_at.is_some_and(|at| !r.connect_failures.iter().any(|(t, _, _)| *t >= at));
         check("no_handshake_failures_after_rebind", b(x), b(actual));
     }
     if let Some(x) = e.no_connections_dropped_by_rebind {
-        let next_restart = rebind_at.and_then(|at| applied.restarts.iter().copied().find(|t| *t >= at)).unwrap_or(end);
-        let actual = rebind_at.is_some_and(|at| !r.closed_by_server.iter().any(|(t, _)| *t >= at && *t < next_restart));
+        let next_restart = rebind_at
+            .and_then(|at| applied.restarts.iter().copied().find(|t| *t >= at))
+            .unwrap_or(end);
+        let actual = rebind_at.is_some_and(|at| {
+            !r.closed_by_server
+                .iter()
+                .any(|(t, _)| *t >= at && *t < next_restart)
+        });
         check("no_connections_dropped_by_rebind", b(x), b(actual));
     }
     if let Some(x) = e.every_message_answered_once {
-        check("every_message_answered_once", b(x), b(m.unanswered == 0 && m.duplicate_finals == 0));
+        check(
+            "every_message_answered_once",
+            b(x),
+            b(m.unanswered == 0 && m.duplicate_finals == 0),
+        );
     }
 
     let connect_failures = r.failures_between(Duration::ZERO, end + Duration::from_secs(3600));
@@ -367,15 +542,41 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
     }
 }
 
-fn verdict(s: &Symptoms, outage_while_running: bool, fix: &Option<FixReport>, unfixed: &[String], renewed: bool) -> String {
+/// The KB836410 start-failure events (14336..=14352) of a start, distinct, newest first as
+/// Event Viewer lists them.
+fn kb_events_newest_first(events: &[u32]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for id in events.iter().rev() {
+        if (14336..=14352).contains(id) && !out.contains(id) {
+            out.push(*id);
+        }
+    }
+    out
+}
+
+fn verdict(
+    s: &Symptoms,
+    outage_while_running: bool,
+    fix: &Option<FixReport>,
+    unfixed: &[String],
+    renewed: bool,
+) -> String {
     if !renewed {
         return "NO RENEWAL: the scenario never renews the certificate, so there is nothing to reproduce.".into();
     }
     let mut seen = Vec::new();
-    if s.im_queued_then_timed_out { seen.push("instant messages queued and timed out"); }
-    if s.tls_connections_reached_zero { seen.push("TLS connections fell to zero"); }
-    if s.clients_cannot_connect_over_tls { seen.push("clients could not connect over TLS"); }
-    if s.tls_listener_fails_on_restart { seen.push("the TLS listener did not start after a restart"); }
+    if s.im_queued_then_timed_out {
+        seen.push("instant messages queued and timed out");
+    }
+    if s.tls_connections_reached_zero {
+        seen.push("TLS connections fell to zero");
+    }
+    if s.clients_cannot_connect_over_tls {
+        seen.push("clients could not connect over TLS");
+    }
+    if s.tls_listener_fails_on_restart {
+        seen.push("the TLS listener did not start after a restart");
+    }
     let outage = outage_while_running || s.tls_listener_fails_on_restart;
     let head = if !outage {
         "NO OUTAGE: the renewal kept the service account's access and no restart used the archived reference.".to_string()
@@ -387,8 +588,16 @@ fn verdict(s: &Symptoms, outage_while_running: bool, fix: &Option<FixReport>, un
     let tail = match (fix, unfixed.is_empty()) {
         (Some(f), true) => format!(
             " FIXED: {} {} the renewed certificate; every connection works, {} of {} users registered again.",
-            if f.rebound.is_empty() { "no connection needed".to_string() } else { f.rebound.join(", ") },
-            if f.live { "rebound live to" } else { "rebound to" },
+            if f.rebound.is_empty() {
+                "no connection needed".to_string()
+            } else {
+                f.rebound.join(", ")
+            },
+            if f.live {
+                "rebound live to"
+            } else {
+                "rebound to"
+            },
             f.clients_reconnected,
             f.clients
         ),

@@ -24,7 +24,9 @@ use crate::eventlog::{EventSink, Level, MemoryLog, ids};
 use crate::fix;
 use crate::pki::{PkiError, Serial};
 use crate::server::metrics::MetricsSnapshot;
-use crate::server::{self, Credential, LiveStore, Metrics, ServiceContext, ServiceOptions, StartFailure};
+use crate::server::{
+    self, Credential, LiveStore, Metrics, ServiceContext, ServiceOptions, StartFailure,
+};
 
 /// The simulation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +133,9 @@ struct Shared2 {
 pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
     let world = Arc::new(world::build(seed, scenario.server.t1_ms)?);
     let epoch = SystemTime::from(SIM_EPOCH);
-    let since = epoch.duration_since(UNIX_EPOCH).expect("the epoch is after 1970");
+    let since = epoch
+        .duration_since(UNIX_EPOCH)
+        .expect("the epoch is after 1970");
     let clock = SimClock::new(since);
     let (restart, _) = watch::channel(0u64);
     let shared = Arc::new(Shared2 {
@@ -147,7 +151,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
     let mut sim = turmoil::Builder::new()
         .epoch(epoch)
         .simulation_duration(scenario.duration + Duration::from_secs(600))
-        .tick_duration(Duration::from_millis(10))
+        .tick_duration(scenario.network.tick)
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(1))
         .rng_seed(seed)
@@ -156,12 +160,17 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
     {
         let shared = shared.clone();
         let world = world.clone();
-        sim.host(SERVER_HOST, move || server_host(shared.clone(), world.clone()));
+        sim.host(SERVER_HOST, move || {
+            server_host(shared.clone(), world.clone())
+        });
     }
     {
         let config = peer::server_config(&world, Arc::new(clock.clone()));
         let recorder = recorder.clone();
-        sim.host(PEER_HOST, move || peer::run(config.clone(), recorder.clone()));
+        let lifetime = scenario.federation.connection_lifetime;
+        sim.host(PEER_HOST, move || {
+            peer::run(config.clone(), recorder.clone(), seed, lifetime)
+        });
     }
     let client_tls = client_config(&world, Arc::new(clock.clone()));
     let users = &scenario.users;
@@ -234,11 +243,14 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
 }
 
 fn client_config(world: &World, clock: Arc<dyn Clock>) -> Arc<rustls::ClientConfig> {
-    let mut config = rustls::ClientConfig::builder_with_details(server::tls::provider(), Arc::new(server::tls::ClockTime(clock)))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the defaults")
-        .with_root_certificates(world.roots.clone())
-        .with_no_client_auth();
+    let mut config = rustls::ClientConfig::builder_with_details(
+        server::tls::provider(),
+        Arc::new(server::tls::ClockTime(clock)),
+    )
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the defaults")
+    .with_root_certificates(world.roots.clone())
+    .with_no_client_auth();
     config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
 }
@@ -301,7 +313,12 @@ fn add(a: &mut MetricsSnapshot, b: &MetricsSnapshot) {
     a.sip.queued += b.sip.queued;
     a.sip.timed_out += b.sip.timed_out;
     a.sip.routed += b.sip.routed;
-    for (x, y) in [(&mut a.tls, &b.tls), (&mut a.mtls, &b.mtls), (&mut a.routes, &b.routes), (&mut a.tcp, &b.tcp)] {
+    for (x, y) in [
+        (&mut a.tls, &b.tls),
+        (&mut a.mtls, &b.mtls),
+        (&mut a.routes, &b.routes),
+        (&mut a.tcp, &b.tcp),
+    ] {
         x.accepted += y.accepted;
         x.handshakes_ok += y.handshakes_ok;
         x.handshakes_failed += y.handshakes_failed;
@@ -311,7 +328,14 @@ fn add(a: &mut MetricsSnapshot, b: &MetricsSnapshot) {
     }
 }
 
-fn apply(step: &Step, t: Duration, seed: u64, world: &World, shared: &Shared2, applied: &mut Applied) {
+fn apply(
+    step: &Step,
+    t: Duration,
+    seed: u64,
+    world: &World,
+    shared: &Shared2,
+    applied: &mut Applied,
+) {
     let now = SIM_EPOCH + t;
     match step {
         Step::Renew { policy, .. } => {
@@ -327,9 +351,17 @@ fn apply(step: &Step, t: Duration, seed: u64, world: &World, shared: &Shared2, a
             });
             match result {
                 Ok(r) => {
-                    shared.events.record(crate::deployment::renewal_event(&r, now));
+                    shared
+                        .events
+                        .record(crate::deployment::renewal_event(&r, now));
                     applied.renewal_at.get_or_insert(t);
-                    applied.steps.push((t, format!("auto-enrollment renews the certificate ({policy}): serial {} -> {}", r.old_serial, r.new_serial)));
+                    applied.steps.push((
+                        t,
+                        format!(
+                            "auto-enrollment renews the certificate ({policy}): serial {} -> {}",
+                            r.old_serial, r.new_serial
+                        ),
+                    ));
                 }
                 Err(e) => applied.steps.push((t, format!("renewal failed: {e}"))),
             }
@@ -337,15 +369,20 @@ fn apply(step: &Step, t: Duration, seed: u64, world: &World, shared: &Shared2, a
         Step::Restart { .. } => {
             shared.restart.send_modify(|g| *g += 1);
             applied.restarts.push(t);
-            applied.steps.push((t, "the administrator restarts the service".into()));
+            applied
+                .steps
+                .push((t, "the administrator restarts the service".into()));
         }
         Step::Fix { connections, .. } | Step::Rebind { connections, .. } => {
             let live = matches!(step, Step::Rebind { .. });
             let mut config = shared.config.lock().expect("config");
             let plan = fix::plan(&config, &shared.store.snapshot().store, connections);
             let mut store_result = Ok(());
-            shared.store.update(|s| store_result = fix::apply(&plan, &mut config, s));
-            let mut rebound: Vec<String> = plan.rebinds.iter().map(|r| r.connection.clone()).collect();
+            shared
+                .store
+                .update(|s| store_result = fix::apply(&plan, &mut config, s));
+            let mut rebound: Vec<String> =
+                plan.rebinds.iter().map(|r| r.connection.clone()).collect();
             let mut notes = Vec::new();
             if live {
                 let credentials = shared.state.lock().expect("state").credentials.clone();
@@ -353,21 +390,48 @@ fn apply(step: &Step, t: Duration, seed: u64, world: &World, shared: &Shared2, a
                     match credentials.get(&r.connection).map(|c| c.rebind(&r.to)) {
                         Some(Ok(_)) => {}
                         Some(Err(e)) => notes.push(format!("{}: {e}", r.connection)),
-                        None => notes.push(format!("{}: not running, takes effect at the next restart", r.connection)),
+                        None => notes.push(format!(
+                            "{}: not running, takes effect at the next restart",
+                            r.connection
+                        )),
                     }
                 }
                 shared.events.record(
-                    crate::eventlog::Event::new(ids::CONNECTION_REBOUND, now, Level::Information, server::log::SOURCE, format!("Connections rebound live to the renewed certificate: {}.", rebound.join(", ")))
-                        .with("connections", rebound.clone()),
+                    crate::eventlog::Event::new(
+                        ids::CONNECTION_REBOUND,
+                        now,
+                        Level::Information,
+                        server::log::SOURCE,
+                        format!(
+                            "Connections rebound live to the renewed certificate: {}.",
+                            rebound.join(", ")
+                        ),
+                    )
+                    .with("connections", rebound.clone()),
                 );
             }
             if let Err(e) = store_result {
                 notes.push(format!("store: {e}"));
             }
             rebound.sort();
-            let what = if live { "live rebind" } else { "fix (Change Certificate)" };
-            let scope = if connections.is_empty() { "every connection".to_string() } else { connections.join(", ") };
-            let mut line = format!("{what} on {scope}: rebound {}", if rebound.is_empty() { "nothing".into() } else { rebound.join(", ") });
+            let what = if live {
+                "live rebind"
+            } else {
+                "fix (Change Certificate)"
+            };
+            let scope = if connections.is_empty() {
+                "every connection".to_string()
+            } else {
+                connections.join(", ")
+            };
+            let mut line = format!(
+                "{what} on {scope}: rebound {}",
+                if rebound.is_empty() {
+                    "nothing".into()
+                } else {
+                    rebound.join(", ")
+                }
+            );
             if !plan.grants.is_empty() {
                 line.push_str(&format!("; {} granted read", plan.principal));
             }
@@ -382,7 +446,11 @@ fn apply(step: &Step, t: Duration, seed: u64, world: &World, shared: &Shared2, a
 
 fn sample(t: Duration, shared: &Shared2, recorder: &Shared) -> Sample {
     let state = shared.state.lock().expect("state");
-    let current = state.metrics.as_ref().map(|m| m.snapshot()).unwrap_or_default();
+    let current = state
+        .metrics
+        .as_ref()
+        .map(|m| m.snapshot())
+        .unwrap_or_default();
     let r = recorder.lock().expect("recorder");
     let count = |status: u16| {
         r.messages
@@ -414,7 +482,8 @@ fn unfixed(shared: &Shared2, state: &ServerState) -> Vec<String> {
     let snapshot = shared.store.snapshot();
     let mut out = Vec::new();
     for (id, reference) in config.cert_refs() {
-        let started = last.listening.iter().any(|l| l == id) || config.routes.iter().any(|r| r.id == id);
+        let started =
+            last.listening.iter().any(|l| l == id) || config.routes.iter().any(|r| r.id == id);
         let works_now = started
             && state
                 .credentials
@@ -425,7 +494,12 @@ fn unfixed(shared: &Shared2, state: &ServerState) -> Vec<String> {
         let survives_restart = snapshot
             .store
             .find_by_issuer_serial(&reference.issuer, &reference.serial)
-            .is_ok_and(|c| snapshot.store.open_key(c.thumbprint(), &config.service.principal).is_ok());
+            .is_ok_and(|c| {
+                snapshot
+                    .store
+                    .open_key(c.thumbprint(), &config.service.principal)
+                    .is_ok()
+            });
         if !(works_now && survives_restart) {
             out.push(id.to_string());
         }

@@ -13,7 +13,10 @@ use crate::store::RenewalPolicy;
 
 /// The scenarios that ship with lcs-sim, by name: `(name, file text)`.
 pub const BUILTINS: [(&str, &str); 4] = [
-    ("kb836410", include_str!("../../fixtures/scenarios/kb836410.toml")),
+    (
+        "kb836410",
+        include_str!("../../fixtures/scenarios/kb836410.toml"),
+    ),
     (
         "kb836410-partial-fix",
         include_str!("../../fixtures/scenarios/kb836410-partial-fix.toml"),
@@ -22,7 +25,10 @@ pub const BUILTINS: [(&str, &str); 4] = [
         "renewal-acl-kept",
         include_str!("../../fixtures/scenarios/renewal-acl-kept.toml"),
     ),
-    ("hot-rebind", include_str!("../../fixtures/scenarios/hot-rebind.toml")),
+    (
+        "hot-rebind",
+        include_str!("../../fixtures/scenarios/hot-rebind.toml"),
+    ),
 ];
 
 /// The connection and route ids of the simulated deployment, which steps may name.
@@ -33,7 +39,10 @@ pub const CONNECTION_IDS: [&str; 4] = ["tls-5061", "mtls-5062", "tcp-5060", "rou
 #[non_exhaustive]
 pub enum ScenarioError {
     /// No built-in has that name and no such file exists.
-    #[error("unknown scenario `{name}`: not a built-in ({}) and not a file", builtin_names())]
+    #[error(
+        "unknown scenario `{name}`: not a built-in ({}) and not a file",
+        builtin_names()
+    )]
     Unknown {
         /// What was asked for.
         name: String,
@@ -94,6 +103,12 @@ pub struct Scenario {
     /// Server settings.
     #[serde(default)]
     pub server: Server,
+    /// The federation partner.
+    #[serde(default)]
+    pub federation: Federation,
+    /// The simulated network.
+    #[serde(default)]
+    pub network: Network,
     /// The timeline.
     #[serde(default, rename = "step")]
     pub steps: Vec<Step>,
@@ -116,7 +131,7 @@ fn default_sample() -> Duration {
 pub struct Users {
     /// How many (default 200).
     pub count: usize,
-    /// On how many simulated hosts they run (default 4). Cost grows steeply with hosts.
+    /// On how many simulated hosts they run (default 2). Cost grows steeply with hosts.
     pub hosts: usize,
     /// Mean time between two MESSAGEs of one user (default 5 min; exponential).
     #[serde(deserialize_with = "duration")]
@@ -132,7 +147,7 @@ pub struct Users {
     /// First reconnection delay after a failure (default 1 s); doubles up to `backoff_max`.
     #[serde(deserialize_with = "duration")]
     pub backoff_initial: Duration,
-    /// Longest reconnection delay (default 60 s).
+    /// Longest reconnection delay (default 5 min).
     #[serde(deserialize_with = "duration")]
     pub backoff_max: Duration,
 }
@@ -141,13 +156,13 @@ impl Default for Users {
     fn default() -> Self {
         Self {
             count: 200,
-            hosts: 4,
+            hosts: 2,
             message_interval: Duration::from_secs(300),
             federated_share: 0.3,
             connection_lifetime: Duration::from_secs(600),
             register_expires: 600,
             backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
+            backoff_max: Duration::from_secs(300),
         }
     }
 }
@@ -163,6 +178,42 @@ pub struct Server {
 impl Default for Server {
     fn default() -> Self {
         Self { t1_ms: 500 }
+    }
+}
+
+/// The federation partner (fabrikam.com's server at the end of the route).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Federation {
+    /// Mean lifetime of a route connection before the partner's edge closes it (default 10 min;
+    /// exponential). Our server must then reconnect, which is when a lost key bites the route.
+    #[serde(deserialize_with = "duration")]
+    pub connection_lifetime: Duration,
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        Self {
+            connection_lifetime: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The simulated network.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// Simulation step (default 50 ms). Every network hop takes at least one step, so a TLS
+    /// handshake takes a few; a smaller step is more precise and slower to simulate.
+    #[serde(deserialize_with = "duration")]
+    pub tick: Duration,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(50),
+        }
     }
 }
 
@@ -212,7 +263,10 @@ impl Step {
     /// When the step happens.
     pub fn at(&self) -> Duration {
         match self {
-            Step::Renew { at, .. } | Step::Restart { at } | Step::Fix { at, .. } | Step::Rebind { at, .. } => *at,
+            Step::Renew { at, .. }
+            | Step::Restart { at }
+            | Step::Fix { at, .. }
+            | Step::Rebind { at, .. } => *at,
         }
     }
 
@@ -261,8 +315,11 @@ pub struct Expectations {
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    humantime::parse_duration(&text)
-        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration like \"90s\", \"10m\" or \"2h\" ({e})")))
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration like \"90s\", \"10m\" or \"2h\" ({e})"
+        ))
+    })
 }
 
 impl Scenario {
@@ -301,49 +358,111 @@ impl Scenario {
             field,
             message,
         };
-        if self.duration < Duration::from_secs(1) || self.duration > Duration::from_secs(7 * 24 * 3600) {
-            return Err(invalid("duration".into(), "must be between 1s and 7 days".into()));
+        if self.duration < Duration::from_secs(1)
+            || self.duration > Duration::from_secs(7 * 24 * 3600)
+        {
+            return Err(invalid(
+                "duration".into(),
+                "must be between 1s and 7 days".into(),
+            ));
         }
         if self.sample_interval < Duration::from_secs(1) {
-            return Err(invalid("sample_interval".into(), "must be at least 1s".into()));
+            return Err(invalid(
+                "sample_interval".into(),
+                "must be at least 1s".into(),
+            ));
         }
         let u = &self.users;
         if u.count == 0 || u.count > 10_000 {
-            return Err(invalid("users.count".into(), format!("{} is out of range 1..=10000", u.count)));
+            return Err(invalid(
+                "users.count".into(),
+                format!("{} is out of range 1..=10000", u.count),
+            ));
         }
         if u.hosts == 0 || u.hosts > u.count || u.hosts > 64 {
-            return Err(invalid("users.hosts".into(), format!("{} must be between 1 and min(users.count, 64); few hosts are much faster", u.hosts)));
+            return Err(invalid(
+                "users.hosts".into(),
+                format!(
+                    "{} must be between 1 and min(users.count, 64); few hosts are much faster",
+                    u.hosts
+                ),
+            ));
         }
         if !(0.0..=1.0).contains(&u.federated_share) {
-            return Err(invalid("users.federated_share".into(), format!("{} is not a share between 0 and 1", u.federated_share)));
+            return Err(invalid(
+                "users.federated_share".into(),
+                format!("{} is not a share between 0 and 1", u.federated_share),
+            ));
         }
-        for (name, d) in [("users.message_interval", u.message_interval), ("users.connection_lifetime", u.connection_lifetime), ("users.backoff_initial", u.backoff_initial)] {
+        for (name, d) in [
+            ("users.message_interval", u.message_interval),
+            ("users.connection_lifetime", u.connection_lifetime),
+            ("users.backoff_initial", u.backoff_initial),
+        ] {
             if d < Duration::from_millis(100) {
                 return Err(invalid(name.into(), "must be at least 100ms".into()));
             }
         }
         if u.backoff_max < u.backoff_initial {
-            return Err(invalid("users.backoff_max".into(), "must not be shorter than users.backoff_initial".into()));
+            return Err(invalid(
+                "users.backoff_max".into(),
+                "must not be shorter than users.backoff_initial".into(),
+            ));
         }
         if u.register_expires < 60 {
-            return Err(invalid("users.register_expires".into(), "the server's minimum is 60".into()));
+            return Err(invalid(
+                "users.register_expires".into(),
+                "the server's minimum is 60".into(),
+            ));
+        }
+        if self.network.tick < Duration::from_millis(1)
+            || self.network.tick > Duration::from_secs(1)
+        {
+            return Err(invalid(
+                "network.tick".into(),
+                "must be between 1ms and 1s".into(),
+            ));
+        }
+        if self.federation.connection_lifetime < Duration::from_secs(1) {
+            return Err(invalid(
+                "federation.connection_lifetime".into(),
+                "must be at least 1s".into(),
+            ));
         }
         if self.server.t1_ms == 0 || self.server.t1_ms > 10_000 {
-            return Err(invalid("server.t1_ms".into(), format!("{} is out of range 1..=10000", self.server.t1_ms)));
+            return Err(invalid(
+                "server.t1_ms".into(),
+                format!("{} is out of range 1..=10000", self.server.t1_ms),
+            ));
         }
         let mut last = Duration::ZERO;
         for (i, step) in self.steps.iter().enumerate() {
             if step.at() < last {
-                return Err(invalid(format!("step[{i}].at"), "steps must be in time order".into()));
+                return Err(invalid(
+                    format!("step[{i}].at"),
+                    "steps must be in time order".into(),
+                ));
             }
             if step.at() >= self.duration {
-                return Err(invalid(format!("step[{i}].at"), format!("{:?} is not before the end of the run ({:?})", step.at(), self.duration)));
+                return Err(invalid(
+                    format!("step[{i}].at"),
+                    format!(
+                        "{:?} is not before the end of the run ({:?})",
+                        step.at(),
+                        self.duration
+                    ),
+                ));
             }
             last = step.at();
             if let Step::Fix { connections, .. } | Step::Rebind { connections, .. } = step {
                 for c in connections {
                     if !CONNECTION_IDS.contains(&c.as_str()) || c == "tcp-5060" {
-                        return Err(invalid(format!("step[{i}].connections"), format!("`{c}` is not a connection that uses a certificate; use tls-5061, mtls-5062 or route-fabrikam.com")));
+                        return Err(invalid(
+                            format!("step[{i}].connections"),
+                            format!(
+                                "`{c}` is not a connection that uses a certificate; use tls-5061, mtls-5062 or route-fabrikam.com"
+                            ),
+                        ));
                     }
                 }
             }
@@ -351,14 +470,26 @@ impl Scenario {
         if let Some(unfixed) = &self.expect.unfixed {
             for c in unfixed {
                 if !CONNECTION_IDS.contains(&c.as_str()) {
-                    return Err(invalid("expect.unfixed".into(), format!("`{c}` is not a connection id ({})", CONNECTION_IDS.join(", "))));
+                    return Err(invalid(
+                        "expect.unfixed".into(),
+                        format!(
+                            "`{c}` is not a connection id ({})",
+                            CONNECTION_IDS.join(", ")
+                        ),
+                    ));
                 }
             }
         }
         if let Some(cause) = &self.expect.restart_failure_cause
-            && !matches!(cause.as_str(), "key_access_denied" | "certificate_not_found")
+            && !matches!(
+                cause.as_str(),
+                "key_access_denied" | "certificate_not_found"
+            )
         {
-            return Err(invalid("expect.restart_failure_cause".into(), format!("`{cause}`: use key_access_denied or certificate_not_found")));
+            return Err(invalid(
+                "expect.restart_failure_cause".into(),
+                format!("`{cause}`: use key_access_denied or certificate_not_found"),
+            ));
         }
         Ok(())
     }
@@ -379,16 +510,39 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_field() {
         let p = Path::new("my.toml");
-        let msg = Scenario::parse("name = \"x\"\nduration = 5\n", p).unwrap_err().to_string();
-        assert!(msg.starts_with("my.toml: ") && msg.contains("line 2"), "{msg}");
-        let msg = Scenario::parse("name = \"x\"\nduration = \"1h\"\n[[step]]\nat = \"2h\"\naction = \"restart\"\n", p).unwrap_err().to_string();
+        let msg = Scenario::parse("name = \"x\"\nduration = 5\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("my.toml: ") && msg.contains("line 2"),
+            "{msg}"
+        );
+        let msg = Scenario::parse(
+            "name = \"x\"\nduration = \"1h\"\n[[step]]\nat = \"2h\"\naction = \"restart\"\n",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(msg.contains("step[0].at"), "{msg}");
-        let msg = Scenario::parse("name = \"x\"\nduration = \"1h\"\n[[step]]\nat = \"2m\"\naction = \"explode\"\n", p).unwrap_err().to_string();
+        let msg = Scenario::parse(
+            "name = \"x\"\nduration = \"1h\"\n[[step]]\nat = \"2m\"\naction = \"explode\"\n",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(msg.contains("explode") && msg.contains("line 3"), "{msg}");
-        let msg = Scenario::parse("name = \"x\"\nduration = \"1h\"\n[users]\ncount = 0\n", p).unwrap_err().to_string();
+        let msg = Scenario::parse("name = \"x\"\nduration = \"1h\"\n[users]\ncount = 0\n", p)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("users.count"), "{msg}");
         let msg = Scenario::parse("name = \"x\"\nduration = \"1h\"\n[[step]]\nat = \"2m\"\naction = \"fix\"\nconnections = [\"tls-9\"]\n", p).unwrap_err().to_string();
-        assert!(msg.contains("step[0].connections") && msg.contains("tls-9"), "{msg}");
-        assert!(matches!(Scenario::load("no-such-scenario"), Err(ScenarioError::Unknown { .. })));
+        assert!(
+            msg.contains("step[0].connections") && msg.contains("tls-9"),
+            "{msg}"
+        );
+        assert!(matches!(
+            Scenario::load("no-such-scenario"),
+            Err(ScenarioError::Unknown { .. })
+        ));
     }
 }

@@ -93,9 +93,15 @@ struct Pending {
 
 impl User {
     fn new(index: usize, ctx: UserContext) -> Self {
-        let rng = StdRng::seed_from_u64(ctx.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let aor: Uri = format!("sip:user{index:03}@contoso.com").parse().expect("valid URI");
-        let contact: Uri = format!("sip:user{index:03}@{};transport=tls", ctx.host).parse().expect("valid URI");
+        let rng = StdRng::seed_from_u64(
+            ctx.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let aor: Uri = format!("sip:user{index:03}@contoso.com")
+            .parse()
+            .expect("valid URI");
+        let contact: Uri = format!("sip:user{index:03}@{};transport=tls", ctx.host)
+            .parse()
+            .expect("valid URI");
         let mut agent = UserAgent::new(aor, &ctx.host);
         agent.user_agent = Some("RTC/1.3 (emulated Windows Messenger 5.1)".into());
         Self {
@@ -135,9 +141,16 @@ impl User {
 
     async fn connect(&mut self) -> Result<Tls, String> {
         let timeout = Duration::from_secs(10);
-        let tcp = match tokio::time::timeout(timeout, turmoil::net::TcpStream::connect((SERVER_HOST, TLS_PORT))).await {
+        let tcp = match tokio::time::timeout(
+            timeout,
+            turmoil::net::TcpStream::connect((SERVER_HOST, TLS_PORT)),
+        )
+        .await
+        {
             Err(_) => return Err("connect_timeout".into()),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Err("connection_refused".into()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err("connection_refused".into());
+            }
             Ok(Err(e)) => return Err(format!("connect_error: {}", e.kind())),
             Ok(Ok(tcp)) => tcp,
         };
@@ -158,19 +171,29 @@ impl User {
     fn pick_target(&mut self) -> (Uri, Target) {
         if self.rng.random_bool(self.ctx.users.federated_share) {
             let k = self.rng.random_range(0..50);
-            (format!("sip:fed{k:02}@fabrikam.com").parse().expect("valid"), Target::Federated)
+            (
+                format!("sip:fed{k:02}@fabrikam.com")
+                    .parse()
+                    .expect("valid"),
+                Target::Federated,
+            )
         } else {
             let n = self.ctx.users.count;
             let mut j = self.rng.random_range(0..n);
             if j == self.index && n > 1 {
                 j = (j + 1) % n;
             }
-            (format!("sip:user{j:03}@contoso.com").parse().expect("valid"), Target::Local)
+            (
+                format!("sip:user{j:03}@contoso.com")
+                    .parse()
+                    .expect("valid"),
+                Target::Local,
+            )
         }
     }
 
     async fn session(&mut self, mut tls: Tls) -> SessionEnd {
-        let now = Instant::now();
+        let now = Instant::from_std(crate::clock::monotonic_now());
         let t0 = record::now();
         let lifetime = self.exp(self.ctx.users.connection_lifetime);
         let refresh_every = Duration::from_secs(u64::from(self.ctx.users.register_expires / 2));
@@ -186,7 +209,7 @@ impl User {
         let mut buf = vec![0u8; 16 * 1024];
         let mut tag = 0u64;
         loop {
-            let now = Instant::now();
+            let now = Instant::from_std(crate::clock::monotonic_now());
             // Outstanding MESSAGEs must be answered within Timer F (plus a margin for the trip).
             let deadline = self.ctx.timer_f + Duration::from_secs(5);
             let overdue: Vec<String> = pending
@@ -255,7 +278,7 @@ impl User {
                     }
                 }
                 () = tokio::time::sleep_until(wake) => {
-                    let now = Instant::now();
+                    let now = Instant::from_std(crate::clock::monotonic_now());
                     let mut out = Vec::new();
                     if now >= next_refresh {
                         register_cseq += 1;
@@ -287,12 +310,17 @@ impl User {
     }
 
     fn finish(&self, p: Pending, outcome: Outcome) {
-        self.ctx.recorder.lock().expect("recorder").messages.push(MessageRecord {
-            sent: p.sent,
-            done: record::now(),
-            target: p.target,
-            outcome,
-        });
+        self.ctx
+            .recorder
+            .lock()
+            .expect("recorder")
+            .messages
+            .push(MessageRecord {
+                sent: p.sent,
+                done: record::now(),
+                target: p.target,
+                outcome,
+            });
     }
 
     fn connection_lost(&self, pending: BTreeMap<String, Pending>) {
@@ -312,9 +340,19 @@ impl User {
 /// A short, stable reason for a failed client handshake.
 fn tls_reason(e: &std::io::Error) -> String {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::AlertReceived(alert)) => format!("tls_alert_{}", snake(&format!("{alert:?}"))),
-        Some(rustls::Error::InvalidCertificate(c)) => format!("certificate_invalid_{}", snake(&format!("{c:?}"))),
-        Some(other) => format!("tls_error_{}", snake(&format!("{other:?}")).chars().take(40).collect::<String>()),
+        Some(rustls::Error::AlertReceived(alert)) => {
+            format!("tls_alert_{}", snake(&format!("{alert:?}")))
+        }
+        Some(rustls::Error::InvalidCertificate(c)) => {
+            format!("certificate_invalid_{}", snake(&format!("{c:?}")))
+        }
+        Some(other) => format!(
+            "tls_error_{}",
+            snake(&format!("{other:?}"))
+                .chars()
+                .take(40)
+                .collect::<String>()
+        ),
         None => format!("io_{}", snake(&format!("{:?}", e.kind()))),
     }
 }

@@ -11,7 +11,9 @@ use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::clock::SIM_EPOCH;
-use crate::config::{CertRef, Config, Connection, Route, Service, SipSettings, TlsSettings, Transport};
+use crate::config::{
+    CertRef, Config, Connection, Route, Service, SipSettings, TlsSettings, Transport,
+};
 use crate::pki::{self, KeyAlgorithm, LeafSpec, PkiError, Serial, TestPki};
 use crate::store::{Acl, Store};
 
@@ -61,7 +63,14 @@ pub fn build(seed: u64, t1_ms: u64) -> Result<World, PkiError> {
     let serial = Serial::derive(format!("{seed}/server").as_bytes());
     let key = KeyAlgorithm::EcdsaP256.generate()?;
     let spec = LeafSpec::server(SERVER_NAME, "Contoso");
-    let der = pki::issue_leaf(&pki.issuing, &spec, &key, &serial, SIM_EPOCH, SIM_EPOCH + year)?;
+    let der = pki::issue_leaf(
+        &pki.issuing,
+        &spec,
+        &key,
+        &serial,
+        SIM_EPOCH,
+        SIM_EPOCH + year,
+    )?;
     let mut store = Store::new();
     store
         .import(der, key, Acl::for_service("RTCService"))

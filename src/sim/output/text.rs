@@ -11,11 +11,20 @@ fn hms(t: u64) -> String {
 /// Renders the report.
 pub fn render(r: &Report) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "lcs-sim reproduce: scenario {} (seed {})", r.scenario, r.seed);
+    let _ = writeln!(
+        o,
+        "lcs-sim reproduce: scenario {} (seed {})",
+        r.scenario, r.seed
+    );
     if !r.description.is_empty() {
         let _ = writeln!(o, "{}", r.description);
     }
-    let _ = writeln!(o, "{} emulated Windows Messenger users, {} of virtual time.", r.users, hms(r.duration));
+    let _ = writeln!(
+        o,
+        "{} emulated Windows Messenger users, {} of virtual time.",
+        r.users,
+        hms(r.duration)
+    );
     let _ = writeln!(o, "\nTimeline (virtual time)");
     for m in &r.timeline {
         let _ = writeln!(o, "  {}  {}", hms(m.t), m.what);
@@ -23,27 +32,58 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(o, "\nSymptoms (KB836410)");
     let mark = |b: bool| if b { "[x]" } else { "[ ]" };
     let s = &r.symptoms;
-    let _ = writeln!(o, "  {} Instant messages are queued and eventually time out", mark(s.im_queued_then_timed_out));
-    let _ = writeln!(o, "  {} The number of TLS connections declines and reaches zero", mark(s.tls_connections_reached_zero));
-    let _ = writeln!(o, "  {} Windows Messenger clients cannot connect over TLS", mark(s.clients_cannot_connect_over_tls));
-    let _ = writeln!(o, "  {} After a restart the TLS listening port does not start", mark(s.tls_listener_fails_on_restart));
+    let _ = writeln!(
+        o,
+        "  {} Instant messages are queued and eventually time out",
+        mark(s.im_queued_then_timed_out)
+    );
+    let _ = writeln!(
+        o,
+        "  {} The number of TLS connections declines and reaches zero",
+        mark(s.tls_connections_reached_zero)
+    );
+    let _ = writeln!(
+        o,
+        "  {} Windows Messenger clients cannot connect over TLS",
+        mark(s.clients_cannot_connect_over_tls)
+    );
+    let _ = writeln!(
+        o,
+        "  {} After a restart the TLS listening port does not start",
+        mark(s.tls_listener_fails_on_restart)
+    );
     if !r.restart_events.is_empty() {
         let ids: Vec<String> = r.restart_events.iter().map(u32::to_string).collect();
         let _ = writeln!(
             o,
             "\nApplication log at the failed restart (newest first): {}{}",
             ids.join(", "),
-            r.restart_failure_cause.as_deref().map(|c| format!("; cause: {c}")).unwrap_or_default()
+            r.restart_failure_cause
+                .as_deref()
+                .map(|c| format!("; cause: {c}"))
+                .unwrap_or_default()
         );
     }
     if let Some(f) = &r.fix {
         let _ = writeln!(
             o,
             "\nFix ({} at {}): rebound {}; TLS listener {}; {} of {} users registered again",
-            if f.live { "live rebind" } else { "rebind + restart" },
+            if f.live {
+                "live rebind"
+            } else {
+                "rebind + restart"
+            },
             hms(f.effective_at),
-            if f.rebound.is_empty() { "nothing".into() } else { f.rebound.join(", ") },
-            if f.listener_started { "listening" } else { "NOT listening" },
+            if f.rebound.is_empty() {
+                "nothing".into()
+            } else {
+                f.rebound.join(", ")
+            },
+            if f.listener_started {
+                "listening"
+            } else {
+                "NOT listening"
+            },
             f.clients_reconnected,
             f.clients
         );
@@ -66,7 +106,11 @@ pub fn render(r: &Report) -> String {
         m.federated[2]
     );
     if !r.connect_failures.is_empty() {
-        let f: Vec<String> = r.connect_failures.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let f: Vec<String> = r
+            .connect_failures
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         let _ = writeln!(o, "Failed connection attempts: {}", f.join(", "));
     }
     let _ = writeln!(o, "\nVerdict: {}", r.verdict);
@@ -80,10 +124,18 @@ pub fn render(r: &Report) -> String {
                 if c.passed { "ok  " } else { "FAIL" },
                 c.name,
                 c.expected,
-                if c.passed { String::new() } else { format!(", got {}", c.actual) }
+                if c.passed {
+                    String::new()
+                } else {
+                    format!(", got {}", c.actual)
+                }
             );
         }
     }
-    let _ = writeln!(o, "\nReproduce with: lcs-sim reproduce --scenario {} --seed {}", r.scenario, r.seed);
+    let _ = writeln!(
+        o,
+        "\nReproduce with: lcs-sim reproduce --scenario {} --seed {}",
+        r.scenario, r.seed
+    );
     o
 }
