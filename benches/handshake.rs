@@ -12,10 +12,12 @@
 //! handling (handshake timeout, counters, the connection task and the driver's messages).
 //!
 //! Clients: `LCS_BENCH_CLIENTS` tasks (default 16), each looping connect → full handshake
-//! (resumption off) → close, for `LCS_BENCH_SECS` seconds per round (default 1.5). After a
-//! warm-up round of each, rounds alternate baseline / ours for `LCS_BENCH_ROUNDS` pairs
-//! (default 5). Everything runs in one process on one multi-thread tokio runtime on loopback, so
-//! the clients' own cost is in both figures alike.
+//! (resumption off) → close, for `LCS_BENCH_SECS` seconds per round (default 0.5). After a 1 s
+//! warm-up of each, rounds alternate baseline / ours for `LCS_BENCH_ROUNDS` pairs (default 15;
+//! short rounds and many pairs keep the median steady on a machine shared with builds); the
+//! figure is the median of the per-pair ratios. Everything runs in one process on one
+//! multi-thread tokio runtime on loopback, so the clients' own cost is in both figures alike.
+//! The run also times the store trip alone ([`Credential::certified_key`]).
 //!
 //! `cargo bench --bench handshake`; `LCS_BENCH_SECS=0.3 cargo bench --bench handshake` for a
 //! quick look.
@@ -28,7 +30,7 @@ use std::time::Duration;
 use lcs_sim::clock::{Clock, SystemClock, monotonic_now};
 use lcs_sim::config::Config;
 use lcs_sim::deployment::{Deployment, InitOptions};
-use lcs_sim::server::{self, LiveStore, ServiceContext, ServiceOptions, TokioNet, tls};
+use lcs_sim::server::{self, Credential, LiveStore, ServiceContext, ServiceOptions, TokioNet, tls};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -65,8 +67,8 @@ struct Settings {
 
 fn main() {
     let settings = Settings {
-        secs: env_or("LCS_BENCH_SECS", 1.5),
-        rounds: env_or("LCS_BENCH_ROUNDS", 5),
+        secs: env_or("LCS_BENCH_SECS", 0.5),
+        rounds: env_or("LCS_BENCH_ROUNDS", 15),
         clients: env_or("LCS_BENCH_CLIENTS", 16),
     };
     assert!(settings.secs > 0.0 && settings.rounds > 0 && settings.clients > 0);
@@ -128,42 +130,97 @@ async fn run(settings: Settings) {
     );
     let secs = Duration::from_secs_f64(settings.secs);
     println!(
-        "handshake bench: {} clients, {} s per round, {} rounds each after a warm-up, {} worker threads",
+        "handshake bench: {} clients, {} s per round, {} rounds each after a 1 s warm-up, {} worker threads",
         settings.clients,
         settings.secs,
         settings.rounds,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    round(baseline, &client, settings.clients, secs / 2).await;
-    round(ours, &client, settings.clients, secs / 2).await;
+    round(baseline, &client, settings.clients, Duration::from_secs(1)).await;
+    round(ours, &client, settings.clients, Duration::from_secs(1)).await;
 
+    // Rounds alternate; each pair runs in the order opposite to the last one's (baseline, ours,
+    // ours, baseline, ...), so a load that drifts during the run (this machine is shared with
+    // builds) does not favour either side.
     let mut rows = Vec::new();
-    for _ in 0..settings.rounds {
-        let b = round(baseline, &client, settings.clients, secs).await;
-        let o = round(ours, &client, settings.clients, secs).await;
+    for i in 0..settings.rounds {
+        let (b, o) = if i % 2 == 0 {
+            let b = round(baseline, &client, settings.clients, secs).await;
+            (b, round(ours, &client, settings.clients, secs).await)
+        } else {
+            let o = round(ours, &client, settings.clients, secs).await;
+            (round(baseline, &client, settings.clients, secs).await, o)
+        };
         rows.push((b, o));
     }
 
     println!();
-    println!("| round | baseline (hs/s) | ours (hs/s) | ours / baseline |");
-    println!("| ---: | ---: | ---: | ---: |");
+    println!(
+        "| round | baseline (hs/s) | ours (hs/s) | ours / baseline | baseline CPU/hs (us) | ours CPU/hs (us) |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+    let us =
+        |c: Option<Duration>| c.map_or("n/a".into(), |c| format!("{:.0}", c.as_secs_f64() * 1e6));
     for (i, (b, o)) in rows.iter().enumerate() {
         println!(
-            "| {} | {:.0} | {:.0} | {:.3} |",
+            "| {} | {:.0} | {:.0} | {:.3} | {} | {} |",
             i + 1,
             b.rate,
             o.rate,
-            o.rate / b.rate
+            o.rate / b.rate,
+            us(b.cpu),
+            us(o.cpu),
         );
     }
     let median_b = median(rows.iter().map(|(b, _)| b.rate).collect());
     let median_o = median(rows.iter().map(|(_, o)| o.rate).collect());
     let ratio = median(rows.iter().map(|(b, o)| o.rate / b.rate).collect());
-    println!("| median | {median_b:.0} | {median_o:.0} | **{ratio:.3}** |");
+    let cpu_b: Option<Vec<f64>> = rows
+        .iter()
+        .map(|(b, _)| b.cpu.map(|c| c.as_secs_f64()))
+        .collect();
+    let cpu_o: Option<Vec<f64>> = rows
+        .iter()
+        .map(|(_, o)| o.cpu.map(|c| c.as_secs_f64()))
+        .collect();
+    let cpu_ratio = cpu_b
+        .as_ref()
+        .zip(cpu_o.as_ref())
+        .map(|(b, o)| median(b.iter().zip(o).map(|(b, o)| b / o).collect()));
+    let med_us = |v: &Option<Vec<f64>>| {
+        v.clone()
+            .map_or("n/a".into(), |v| format!("{:.0}", median(v) * 1e6))
+    };
+    println!(
+        "| median | {median_b:.0} | {median_o:.0} | **{ratio:.3}** | {} | {} |",
+        med_us(&cpu_b),
+        med_us(&cpu_o)
+    );
+    println!();
+    println!(
+        "ratio ours / baseline, handshakes per second (median of per-pair ratios): {ratio:.3} (goal >= 0.95)"
+    );
+    if let Some(r) = cpu_ratio {
+        println!("ratio baseline CPU / ours CPU per handshake (median of per-pair ratios): {r:.3}");
+    }
+
+    // The store trip alone (snapshot, ACL check, cached key), as each handshake makes it,
+    // against the CPU time a whole handshake takes here (client included).
+    let credential = running.credentials[LISTENER].clone();
+    let trip = store_trip(&credential);
+    let per_handshake = cpu_o.map_or_else(
+        // Without CPU figures: all cores' time at our rate (an upper bound on a shared machine).
+        || std::thread::available_parallelism().map_or(1, |n| n.get()) as f64 / median_o,
+        median,
+    );
+    println!(
+        "store trip per handshake (Credential::certified_key, {STORE_TRIP_CALLS} calls): {} ns, {:.3} % of the {:.0} us of CPU a handshake takes here",
+        trip.as_nanos(),
+        100.0 * trip.as_secs_f64() / per_handshake,
+        per_handshake * 1e6,
+    );
     let errors: u64 = rows.iter().map(|(b, o)| b.errors + o.errors).sum();
     let m = running.metrics.snapshot();
-    println!();
-    println!("ratio (median of per-pair ratios): {ratio:.3} (goal >= 0.95)");
     println!(
         "client errors: {errors}; our listener's counters: {}",
         m.status_line()
@@ -231,7 +288,10 @@ async fn start_baseline(
 }
 
 struct Round {
+    /// Handshakes per second.
     rate: f64,
+    /// CPU time of the whole process (servers and clients) per handshake, if known.
+    cpu: Option<Duration>,
     errors: u64,
 }
 
@@ -248,6 +308,7 @@ async fn round(
     let connector = TlsConnector::from(client.clone());
     let name = ServerName::try_from("lcs01.contoso.com").expect("a server name");
     let start = monotonic_now();
+    let cpu_start = cpu_time();
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
             let (stop, done, errors) = (stop.clone(), done.clone(), errors.clone());
@@ -272,14 +333,41 @@ async fn round(
     // Handshakes finished by now count; the ones in flight finish uncounted.
     let count = done.load(Ordering::Relaxed);
     let elapsed = monotonic_now() - start;
+    let cpu = cpu_start
+        .zip(cpu_time())
+        .map(|(a, b)| b.saturating_sub(a) / count.max(1) as u32);
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.expect("a client task");
     }
     Round {
         rate: count as f64 / elapsed.as_secs_f64(),
+        cpu,
         errors: errors.load(Ordering::Relaxed),
     }
+}
+
+const STORE_TRIP_CALLS: u32 = 200_000;
+
+/// The mean time of one [`Credential::certified_key`] call, the resolver's work per handshake.
+fn store_trip(credential: &Credential) -> Duration {
+    let start = monotonic_now();
+    for _ in 0..STORE_TRIP_CALLS {
+        std::hint::black_box(credential.certified_key().expect("the key is readable"));
+    }
+    (monotonic_now() - start) / STORE_TRIP_CALLS
+}
+
+/// CPU time used so far by this process's threads (Linux: `/proc/self/task/*/schedstat`, in
+/// nanoseconds). Unlike handshakes per second it hardly moves when other processes take the
+/// cores, so its ratio is a steadier second opinion on a shared machine.
+fn cpu_time() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
