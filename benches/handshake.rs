@@ -14,7 +14,8 @@
 //! Clients: `LCS_BENCH_CLIENTS` tasks (default 16), each looping connect → full handshake
 //! (resumption off) → close, for `LCS_BENCH_SECS` seconds per round (default 0.5). After a 1 s
 //! warm-up of each, rounds alternate baseline / ours for `LCS_BENCH_ROUNDS` pairs (default 15;
-//! short rounds and many pairs keep the median steady on a machine shared with builds); the
+//! each pair in the order opposite to the last; short rounds and many pairs keep the median
+//! steady on a machine shared with builds); the
 //! figure is the median of the per-pair ratios. Everything runs in one process on one
 //! multi-thread tokio runtime on loopback, so the clients' own cost is in both figures alike.
 //! The run also times the store trip alone ([`Credential::certified_key`]).
