@@ -85,6 +85,17 @@ pub struct Moment {
     pub what: String,
 }
 
+/// One start of the service.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StartSummary {
+    /// Virtual seconds since the start of the run.
+    pub t: u64,
+    /// Connections listening.
+    pub listening: Vec<String>,
+    /// Connections and routes that did not start.
+    pub failed: Vec<String>,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Report {
@@ -100,6 +111,8 @@ pub struct Report {
     pub users: usize,
     /// What happened when.
     pub timeline: Vec<Moment>,
+    /// Every start of the service (the first, and one per restart).
+    pub starts: Vec<StartSummary>,
     /// The KB's symptom checklist.
     pub symptoms: Symptoms,
     /// Event ids logged at the first failed restart, newest first as Event Viewer shows them.
@@ -529,6 +542,15 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
         duration: secs(end),
         users: scenario.users.count,
         timeline,
+        starts: outcome
+            .starts
+            .iter()
+            .map(|s| StartSummary {
+                t: secs(s.at),
+                listening: s.listening.clone(),
+                failed: s.failed.iter().map(|f| f.id.clone()).collect(),
+            })
+            .collect(),
         symptoms,
         restart_events,
         restart_failure_cause,

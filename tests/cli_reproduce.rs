@@ -1,0 +1,206 @@
+//! `lcs-sim reproduce` as a user and a CI job drive it: formats, exit codes, bad input.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn lcs(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// A small scenario (a few seconds of wall time even in a debug build).
+const SMALL: &str = r#"
+name = "small"
+description = "ten users, renewal, failed restart, fix"
+seed = 11
+duration = "20m"
+[users]
+count = 10
+hosts = 1
+message_interval = "1m"
+connection_lifetime = "2m"
+backoff_max = "20s"
+[[step]]
+at = "2m"
+action = "renew"
+[[step]]
+at = "8m"
+action = "restart"
+[[step]]
+at = "10m"
+action = "fix"
+[[step]]
+at = "11m"
+action = "restart"
+[expect]
+tls_listener_fails_on_restart = true
+restart_events = [14347, 14336, 14352]
+unfixed = []
+every_message_answered_once = true
+"#;
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn list_shows_the_builtins() {
+    let out = lcs(&["reproduce", "--list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for name in [
+        "kb836410 ",
+        "kb836410-partial-fix",
+        "renewal-acl-kept",
+        "hot-rebind",
+    ] {
+        assert!(text.contains(name), "{text}");
+    }
+}
+
+#[test]
+fn json_report_has_the_documented_fields_and_holds_its_expectations() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "small.toml", SMALL);
+    let out = lcs(&["reproduce", "--scenario", &file, "--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["scenario"], "small");
+    assert_eq!(r["seed"], 11);
+    for k in [
+        "im_queued_then_timed_out",
+        "tls_connections_reached_zero",
+        "clients_cannot_connect_over_tls",
+        "tls_listener_fails_on_restart",
+    ] {
+        assert!(r["symptoms"][k].is_boolean(), "{k}");
+    }
+    assert_eq!(r["symptoms"]["tls_listener_fails_on_restart"], true);
+    assert_eq!(
+        r["restart_events"],
+        serde_json::json!([14347, 14336, 14352])
+    );
+    assert_eq!(
+        r["fix"]["rebound"],
+        serde_json::json!(["mtls-5062", "route-fabrikam.com", "tls-5061"])
+    );
+    assert_eq!(r["fix"]["listener_started"], true);
+    assert_eq!(r["fix"]["clients"], 10);
+    assert!(r["fix"]["clients_reconnected"].is_u64());
+    assert_eq!(r["unfixed"], serde_json::json!([]));
+    assert!(r["verdict"].as_str().unwrap().contains("FIXED"));
+    assert_eq!(r["series"].as_array().unwrap().len(), 21);
+    assert!(r["series"][5]["tls_connections"].is_u64());
+}
+
+#[test]
+fn text_report_is_readable_and_names_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "small.toml", SMALL);
+    let out = lcs(&["reproduce", "--scenario", &file, "--seed", "99"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "(seed 99)",
+        "Timeline (virtual time)",
+        "[x] After a restart the TLS listening port does not start",
+        "Verdict:",
+        "--seed 99",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[test]
+fn failed_expectation_exits_1_and_junit_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = SMALL.replace("unfixed = []", "unfixed = [\"tls-5061\"]");
+    let file = write(&dir, "wrong.toml", &wrong);
+    let svg = dir.path().join("chart.svg");
+    let out = lcs(&[
+        "reproduce",
+        "--scenario",
+        &file,
+        "--format",
+        "junit",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        xml.contains("<testsuite name=\"lcs-sim reproduce small\""),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<testcase ").count(), 4, "{xml}");
+    assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+    assert!(xml.contains("name=\"seed\" value=\"11\""), "{xml}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("1 expectation(s) failed"), "{err}");
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        chart.contains("<svg") && chart.contains("TLS connections"),
+        "{}",
+        &chart[..200.min(chart.len())]
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lcs(&["reproduce", "--scenario", "no-such-thing"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("unknown scenario") && err.contains("kb836410"),
+        "{err}"
+    );
+
+    let broken = write(
+        &dir,
+        "broken.toml",
+        "name = \"x\"\nduration = \"1h\"\n[users\n",
+    );
+    let out = lcs(&["reproduce", "--scenario", &broken]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("broken.toml") && err.contains("line 3"),
+        "{err}"
+    );
+
+    let bad_field = write(
+        &dir,
+        "field.toml",
+        "name = \"x\"\nduration = \"1h\"\n[users]\nhosts = 0\n",
+    );
+    let out = lcs(&["reproduce", "--scenario", &bad_field]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("field.toml") && err.contains("users.hosts"),
+        "{err}"
+    );
+
+    let unknown_key = write(
+        &dir,
+        "key.toml",
+        "name = \"x\"\nduration = \"1h\"\n[expect]\nflying_pigs = true\n",
+    );
+    let out = lcs(&["reproduce", "--scenario", &unknown_key]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("flying_pigs") && err.contains("line 4"),
+        "{err}"
+    );
+}
