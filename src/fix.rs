@@ -89,9 +89,21 @@ pub fn plan(config: &Config, store: &Store, scope: &[String]) -> FixPlan {
 
 /// Applies `plan` to a configuration and a store (the caller saves them).
 pub fn apply(plan: &FixPlan, config: &mut Config, store: &mut Store) -> Result<(), StoreError> {
+    apply_to_store(plan, store)?;
+    apply_to_config(plan, config);
+    Ok(())
+}
+
+/// The store half of a fix: read for the service account on each target key.
+pub fn apply_to_store(plan: &FixPlan, store: &mut Store) -> Result<(), StoreError> {
     for t in &plan.grants {
         store.grant(t, &plan.principal, Right::Read)?;
     }
+    Ok(())
+}
+
+/// The configuration half of a fix: each connection's new reference.
+pub fn apply_to_config(plan: &FixPlan, config: &mut Config) {
     for r in &plan.rebinds {
         let slot = config
             .connections
@@ -110,5 +122,4 @@ pub fn apply(plan: &FixPlan, config: &mut Config, store: &mut Store) -> Result<(
             *slot = r.to.clone();
         }
     }
-    Ok(())
 }

@@ -533,3 +533,57 @@ fn rsa_deployment_renews() {
     ]);
     assert_eq!(list(&dir, true).len(), 2);
 }
+
+#[test]
+fn fix_rebinds_the_connections_named_and_grants_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp, &[]);
+    let d = dir.to_str().unwrap();
+    let old = list(&dir, false)[0].clone();
+    ok(&["store", "renew", d, old["thumbprint"].as_str().unwrap()]);
+    let new = list(&dir, false)[0].clone();
+    let serials = || {
+        let c = lcs_sim::config::Config::load(&dir.join("lcs.toml")).unwrap();
+        c.cert_refs()
+            .map(|(id, r)| (id.to_string(), r.serial.to_string()))
+            .collect::<Vec<_>>()
+    };
+
+    let plan = ok(&["fix", d, "--dry-run"]);
+    assert_eq!(plan.matches("rebind ").count(), 3, "{plan}");
+    assert!(
+        serials()
+            .iter()
+            .all(|(_, s)| s == old["serial"].as_str().unwrap()),
+        "dry run changed nothing"
+    );
+
+    ok(&["fix", d, "--connection", "tls-5061"]);
+    let after: Vec<_> = serials();
+    assert_eq!(
+        after[0],
+        (
+            "tls-5061".to_string(),
+            new["serial"].as_str().unwrap().to_string()
+        )
+    );
+    assert!(
+        after[1..]
+            .iter()
+            .all(|(_, s)| s == old["serial"].as_str().unwrap())
+    );
+    assert_eq!(
+        acl_of(&list(&dir, false)[0], "RTCService").unwrap(),
+        ["read"]
+    );
+
+    ok(&["fix", d]);
+    assert!(
+        serials()
+            .iter()
+            .all(|(_, s)| s == new["serial"].as_str().unwrap())
+    );
+    assert!(ok(&["fix", d]).contains("Nothing to fix"));
+    let err = bad(&["fix", d, "--connection", "tcp-5060"]);
+    assert!(err.contains("tcp-5060") && err.contains("known"), "{err}");
+}

@@ -169,6 +169,42 @@ async fn restart_after_renewal_fails_tls_and_mtls_with_14352_14336_14347_while_t
 }
 
 #[tokio::test]
+async fn the_kb_fix_then_a_restart_brings_every_listener_and_the_route_back() {
+    let (_tmp, d) = deployment();
+    d.renew(
+        &thumbprint(&d),
+        RenewalPolicy::SameKeyResetAcl,
+        SystemClock.now_utc(),
+    )
+    .unwrap();
+    let live = Live::start(&d).await;
+    assert_eq!(live.running.listeners.len(), 1);
+    live.stop().await;
+
+    let mut config = d.config().unwrap();
+    let plan = lcs_sim::fix::plan(&config, &d.store().load().unwrap(), &[]);
+    assert_eq!(plan.rebinds.len(), 3);
+    d.store()
+        .update(|s| lcs_sim::fix::apply_to_store(&plan, s))
+        .unwrap();
+    lcs_sim::fix::apply_to_config(&plan, &mut config);
+    config.save(&d.config_path()).unwrap();
+
+    let live = Live::start(&d).await;
+    assert!(live.running.failed.is_empty(), "{:?}", live.running.failed);
+    assert_eq!(
+        live.running.credentials.len(),
+        3,
+        "TLS, MTLS and the route have credentials"
+    );
+    let mut tls = tls_connect(live.addr("tls-5061"), client_config(&d, None))
+        .await
+        .unwrap();
+    assert_eq!(transact(&mut tls, &options(1)).await, "SIP/2.0 200 OK");
+    live.stop().await;
+}
+
+#[tokio::test]
 async fn restart_after_the_key_acl_lost_the_service_reports_nte_bad_keyset() {
     // The reference still names an active certificate, but the service lost read on its key
     // (an ACL reset without a renewal): the start fails with NTE_BAD_KEYSET, not "not found".

@@ -2,6 +2,7 @@
 //! and runs; errors come back as [`Failure`] with the exit code they deserve.
 
 mod events;
+mod fix;
 mod init;
 mod output;
 mod reproduce;
@@ -57,6 +58,7 @@ enum Command {
     Reproduce(reproduce::ReproduceArgs),
     Serve(serve::ServeArgs),
     Events(events::EventsArgs),
+    Fix(fix::FixArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -68,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Reproduce(args) => reproduce::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Events(args) => events::run(args),
+        Command::Fix(args) => fix::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

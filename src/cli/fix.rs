@@ -1,0 +1,83 @@
+//! `lcs-sim fix DIR`: the KB836410 resolution on a deployment folder.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use lcs_sim::deployment::Deployment;
+use lcs_sim::fix;
+
+use super::CmdResult;
+
+/// Point every connection and route that uses a renewed certificate at its successor ("Change
+/// Certificate" in the LCS admin tool), granting the service account read on the new key. Then
+/// restart `serve`. Without --connections every connection is fixed: forgetting the mutual-TLS
+/// connection or a route is the classic partial fix.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo"
+)]
+pub struct FixArgs {
+    /// The deployment folder.
+    dir: PathBuf,
+    /// Only these connection or route ids (repeatable; default: every one).
+    #[arg(long = "connection", value_name = "ID")]
+    connections: Vec<String>,
+    /// Show the plan, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(args: FixArgs) -> CmdResult {
+    let d = Deployment::open(&args.dir)?;
+    let mut config = d.config()?;
+    for id in &args.connections {
+        if !config.cert_refs().any(|(c, _)| c == id) {
+            let known: Vec<&str> = config.cert_refs().map(|(c, _)| c).collect();
+            return Err(anyhow::anyhow!(
+                "--connection `{id}` is not a connection that uses a certificate (known: {})",
+                known.join(", ")
+            )
+            .into());
+        }
+    }
+    let disk = d.store();
+    let plan = fix::plan(&config, &disk.load()?, &args.connections);
+    if plan.is_empty() {
+        println!(
+            "Nothing to fix: every connection names an active certificate whose key {} can open.",
+            config.service.principal
+        );
+        return Ok(());
+    }
+    for r in &plan.rebinds {
+        println!(
+            "rebind {:<20} serial {} -> {} ({})",
+            r.connection, r.from.serial, r.to.serial, r.thumbprint
+        );
+    }
+    for t in &plan.grants {
+        println!("grant  {} read on the key of {t}", plan.principal);
+    }
+    let untouched: Vec<String> = config
+        .cert_refs()
+        .map(|(c, _)| c.to_string())
+        .filter(|c| !plan.rebinds.iter().any(|r| &r.connection == c))
+        .collect();
+    if args.dry_run {
+        println!("(dry run: nothing changed)");
+        return Ok(());
+    }
+    // Store first (under its lock), then the configuration: if the second step fails, the
+    // grant alone is harmless and running `fix` again completes the job.
+    disk.update(|store| fix::apply_to_store(&plan, store))?;
+    fix::apply_to_config(&plan, &mut config);
+    config.save(&d.config_path())?;
+    println!(
+        "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate.",
+        d.root().display()
+    );
+    if !args.connections.is_empty() && !untouched.is_empty() {
+        println!("Not rebound (not asked for): {}", untouched.join(", "));
+    }
+    Ok(())
+}
