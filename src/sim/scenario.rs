@@ -530,7 +530,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(msg.contains("explode") && msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("explode") && msg.contains("line 5"), "{msg}");
         let msg = Scenario::parse("name = \"x\"\nduration = \"1h\"\n[users]\ncount = 0\n", p)
             .unwrap_err()
             .to_string();
