@@ -74,3 +74,33 @@ fn hot_rebind_swaps_credentials_without_restart_or_drops() {
     assert!(r.timeline.iter().all(|m| !m.what.contains("restarts")));
     assert!(r.unfixed.is_empty());
 }
+
+#[test]
+fn group_policy_renews_at_a_refresh_once_the_certificate_is_old_enough() {
+    let r = run("group-policy");
+    let renewal = r
+        .timeline
+        .iter()
+        .find(|m| {
+            m.what
+                .starts_with("Group Policy refresh: auto-enrollment renews")
+        })
+        .expect("a refresh renewed");
+    // The first refresh falls within the first 90-minute interval, and the outage follows it.
+    assert!(renewal.t < 90 * 60, "{renewal:?}");
+    let first_failure = r
+        .timeline
+        .iter()
+        .find(|m| m.what.starts_with("first client cannot connect"))
+        .unwrap();
+    assert!(first_failure.t >= renewal.t);
+    assert_eq!(
+        r.timeline
+            .iter()
+            .filter(|m| m.what.contains("renews"))
+            .count(),
+        1,
+        "renewed once: the new certificate is young"
+    );
+    assert!(r.symptoms.tls_connections_reached_zero);
+}

@@ -118,6 +118,7 @@ fn scenario(p: &Params) -> Scenario {
             connection_lifetime: Duration::from_secs(120),
         },
         network: Network::default(),
+        autoenrollment: None,
         steps,
         expect: Expectations::default(),
     }

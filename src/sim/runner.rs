@@ -131,7 +131,13 @@ struct Shared2 {
 
 /// Runs `scenario` with `seed`.
 pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
-    let world = Arc::new(world::build(seed, scenario.server.t1_ms)?);
+    let (age, lifetime) = scenario
+        .autoenrollment
+        .as_ref()
+        .map_or((Duration::ZERO, Duration::from_secs(365 * 86_400)), |a| {
+            (a.certificate_age, a.lifetime)
+        });
+    let world = Arc::new(world::build(seed, scenario.server.t1_ms, age, lifetime)?);
     let epoch = SystemTime::from(SIM_EPOCH);
     let since = epoch
         .duration_since(UNIX_EPOCH)
@@ -200,6 +206,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
 
     let mut applied = Applied::default();
     let mut steps = scenario.steps.iter().peekable();
+    let mut group_policy = scenario
+        .autoenrollment
+        .as_ref()
+        .map(|a| GroupPolicy::new(a, seed));
     let mut series = Vec::new();
     let mut next_sample = Duration::ZERO;
     loop {
@@ -207,6 +217,11 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
         clock.set(since + t);
         while let Some(step) = steps.next_if(|s| s.at() <= t) {
             apply(step, t, seed, &world, &shared, &mut applied);
+        }
+        if let Some(gp) = group_policy.as_mut()
+            && t >= gp.next
+        {
+            gp.refresh(t, seed, &world, &shared, &mut applied);
         }
         if t >= next_sample {
             series.push(sample(t, &shared, &recorder));
@@ -440,6 +455,61 @@ fn apply(
             }
             applied.steps.push((t, line));
             applied.fixes.push((t, live, rebound));
+        }
+    }
+}
+
+/// Group Policy refreshes: at each, auto-enrollment renews the server certificate once the
+/// threshold of its lifetime has passed. Refresh times come from their own seeded RNG.
+struct GroupPolicy {
+    config: super::scenario::AutoEnrollment,
+    rng: rand::rngs::StdRng,
+    next: Duration,
+}
+
+impl GroupPolicy {
+    fn new(config: &super::scenario::AutoEnrollment, seed: u64) -> Self {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6C0_u64.wrapping_mul(0x9E37_79B9));
+        // The machine booted some time before the run: the first refresh is anywhere in one
+        // interval.
+        let first = config.refresh.mul_f64(rng.random_range(0.0..1.0));
+        Self {
+            config: config.clone(),
+            rng,
+            next: first,
+        }
+    }
+
+    fn refresh(
+        &mut self,
+        t: Duration,
+        seed: u64,
+        world: &World,
+        shared: &Shared2,
+        applied: &mut Applied,
+    ) {
+        use rand::Rng;
+        let offset = self
+            .config
+            .refresh_offset
+            .mul_f64(self.rng.random_range(0.0..1.0));
+        self.next = t + self.config.refresh + offset;
+        let now = SIM_EPOCH + t;
+        let due = shared.store.snapshot().store.list(false).any(|c| {
+            let lifetime = c.info.not_after - c.info.not_before;
+            c.info.issuer == world.pki.issuing.info().subject
+                && now - c.info.not_before >= lifetime * self.config.threshold
+        });
+        if due {
+            let step = Step::Renew {
+                at: t,
+                policy: self.config.policy,
+            };
+            apply(&step, t, seed, world, shared, applied);
+            if let Some((_, line)) = applied.steps.last_mut() {
+                *line = format!("Group Policy refresh: {line}");
+            }
         }
     }
 }

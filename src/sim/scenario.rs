@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 use crate::store::RenewalPolicy;
 
 /// The scenarios that ship with lcs-sim, by name: `(name, file text)`.
-pub const BUILTINS: [(&str, &str); 4] = [
+pub const BUILTINS: [(&str, &str); 5] = [
     (
         "kb836410",
         include_str!("../../fixtures/scenarios/kb836410.toml"),
@@ -28,6 +28,10 @@ pub const BUILTINS: [(&str, &str); 4] = [
     (
         "hot-rebind",
         include_str!("../../fixtures/scenarios/hot-rebind.toml"),
+    ),
+    (
+        "group-policy",
+        include_str!("../../fixtures/scenarios/group-policy.toml"),
     ),
 ];
 
@@ -109,6 +113,10 @@ pub struct Scenario {
     /// The simulated network.
     #[serde(default)]
     pub network: Network,
+    /// Group Policy auto-enrollment: renew when the certificate is old enough, checked at each
+    /// policy refresh (instead of, or besides, `renew` steps at fixed times).
+    #[serde(default)]
+    pub autoenrollment: Option<AutoEnrollment>,
     /// The timeline.
     #[serde(default, rename = "step")]
     pub steps: Vec<Step>,
@@ -195,6 +203,44 @@ impl Default for Federation {
     fn default() -> Self {
         Self {
             connection_lifetime: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Group Policy auto-enrollment, as DESIGN.md describes it: at each policy refresh (about every
+/// 90 minutes, plus a random offset) the certificate is renewed once `threshold` of its lifetime
+/// has passed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoEnrollment {
+    /// What the renewal does to the key and its ACL (default `same-key-reset-acl`).
+    pub policy: RenewalPolicy,
+    /// Validity of the server certificate (default 365 days).
+    #[serde(deserialize_with = "duration")]
+    pub lifetime: Duration,
+    /// How old the certificate already is when the run starts (default 292 days: 80 % of a
+    /// year, so the first refresh renews it).
+    #[serde(deserialize_with = "duration")]
+    pub certificate_age: Duration,
+    /// Group Policy refresh interval (default 90 min).
+    #[serde(deserialize_with = "duration")]
+    pub refresh: Duration,
+    /// Largest random offset added to each refresh (default 30 min).
+    #[serde(deserialize_with = "duration")]
+    pub refresh_offset: Duration,
+    /// Share of the lifetime after which a refresh renews (default 0.8).
+    pub threshold: f64,
+}
+
+impl Default for AutoEnrollment {
+    fn default() -> Self {
+        Self {
+            policy: RenewalPolicy::SameKeyResetAcl,
+            lifetime: Duration::from_secs(365 * 86_400),
+            certificate_age: Duration::from_secs(292 * 86_400),
+            refresh: Duration::from_secs(90 * 60),
+            refresh_offset: Duration::from_secs(30 * 60),
+            threshold: 0.8,
         }
     }
 }
@@ -428,6 +474,34 @@ impl Scenario {
                 "federation.connection_lifetime".into(),
                 "must be at least 1s".into(),
             ));
+        }
+        if let Some(a) = &self.autoenrollment {
+            if a.lifetime < Duration::from_secs(3600)
+                || a.lifetime > Duration::from_secs(20 * 365 * 86_400)
+            {
+                return Err(invalid(
+                    "autoenrollment.lifetime".into(),
+                    "must be between 1h and 20 years".into(),
+                ));
+            }
+            if a.certificate_age >= a.lifetime {
+                return Err(invalid("autoenrollment.certificate_age".into(), "must be shorter than the lifetime (an expired certificate is another incident)".into()));
+            }
+            if !(0.05..1.0).contains(&a.threshold) {
+                return Err(invalid(
+                    "autoenrollment.threshold".into(),
+                    format!(
+                        "{} must be a share of the lifetime between 0.05 and 1",
+                        a.threshold
+                    ),
+                ));
+            }
+            if a.refresh < Duration::from_secs(60) {
+                return Err(invalid(
+                    "autoenrollment.refresh".into(),
+                    "must be at least 1m".into(),
+                ));
+            }
         }
         if self.server.t1_ms == 0 || self.server.t1_ms > 10_000 {
             return Err(invalid(

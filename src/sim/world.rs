@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -56,9 +57,11 @@ impl World {
     }
 }
 
-/// Builds the world for `seed`.
-pub fn build(seed: u64, t1_ms: u64) -> Result<World, PkiError> {
-    let pki = TestPki::generate("contoso.com", SIM_EPOCH)?;
+/// Builds the world for `seed`. The server certificate was issued `age` before the start of
+/// the run and is valid for `lifetime` (a year from the start by default).
+pub fn build(seed: u64, t1_ms: u64, age: Duration, lifetime: Duration) -> Result<World, PkiError> {
+    let issued = SIM_EPOCH - age;
+    let pki = TestPki::generate("contoso.com", issued)?;
     let year = time::Duration::days(365);
     let serial = Serial::derive(format!("{seed}/server").as_bytes());
     let key = KeyAlgorithm::EcdsaP256.generate()?;
@@ -68,8 +71,8 @@ pub fn build(seed: u64, t1_ms: u64) -> Result<World, PkiError> {
         &spec,
         &key,
         &serial,
-        SIM_EPOCH,
-        SIM_EPOCH + year,
+        issued,
+        issued + lifetime,
     )?;
     let mut store = Store::new();
     store
