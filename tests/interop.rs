@@ -168,8 +168,14 @@ struct Serve {
 impl Serve {
     /// Starts the server and waits for its banner (every listener started or not).
     fn start(dir: &Path) -> Serve {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`Serve::start`] with extra flags.
+    fn start_with(dir: &Path, extra: &[&str]) -> Serve {
         let mut child = Command::new(LCS)
             .args(["serve", dir.to_str().unwrap(), "--quiet"])
+            .args(extra)
             // A safety net should the test process die without dropping us; picks up
             // `store renew` from the other process within 20 ms.
             .args(["--duration", "120", "--store-poll-ms", "20"])
@@ -528,6 +534,42 @@ fn openssl_s_client_verifies_chain_and_name_and_gets_200_for_options() {
     let (ok, status, out) = s_client_options(tls, &ca, "lcs02.contoso.com");
     assert!(!ok && status.is_none(), "{out}");
     assert!(out.contains("hostname mismatch"), "{out}");
+}
+
+#[test]
+fn keylog_writes_tls_secrets_in_the_format_wireshark_reads() {
+    if !peer_available("openssl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let keylog = tmp.path().join("keys.log");
+    let serve = Serve::start_with(&dir, &["--keylog", keylog.to_str().unwrap()]);
+    let (ok, status, out) = s_client_options(serve.addr("tls-5061"), &dir.join("ca.pem"), SERVER);
+    assert!(ok && status.as_deref() == Some("SIP/2.0 200 OK"), "{out}");
+    let log = std::fs::read_to_string(&keylog).unwrap();
+    // NSS key log format: LABEL <client random, 32 bytes hex> <secret hex>, one per line;
+    // TLS 1.3 writes the handshake and traffic secrets of both sides.
+    for label in [
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "CLIENT_TRAFFIC_SECRET_0",
+        "SERVER_TRAFFIC_SECRET_0",
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} in\n{log}"));
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts.len(), 3, "{line}");
+        assert_eq!(parts[1].len(), 64, "{line}");
+        assert!(
+            parts[1..]
+                .iter()
+                .all(|p| p.chars().all(|c| c.is_ascii_hexdigit())),
+            "{line}"
+        );
+    }
 }
 
 #[test]

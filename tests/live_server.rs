@@ -454,6 +454,50 @@ async fn messages_for_an_unreachable_route_queue_and_get_408_at_timer_f() {
 }
 
 #[tokio::test]
+async fn slow_handshakes_and_idle_connections_time_out() {
+    let (_tmp, d) = deployment_with(|c| {
+        c.tls.handshake_timeout_ms = 200;
+        c.sip.idle_timeout_s = 1;
+    });
+    let live = Live::start(&d).await;
+    // A TCP connection to the TLS port that never says anything is closed at the timeout.
+    let mut silent = tokio::net::TcpStream::connect(live.addr("tls-5061"))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let started = lcs_sim::clock::monotonic_now();
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        started.elapsed()
+    );
+    // An idle SIP connection is closed after idle_timeout_s.
+    let mut idle = tokio::net::TcpStream::connect(live.addr("tcp-5060"))
+        .await
+        .unwrap();
+    assert_eq!(transact(&mut idle, &options(1)).await, "SIP/2.0 200 OK");
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut idle, &mut buf),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let m = live.running.metrics.snapshot();
+    assert_eq!(m.tls.failures.get("handshake_timeout"), Some(&1), "{m:?}");
+    assert_eq!(m.tcp.established, 0);
+    live.stop().await;
+}
+
+#[tokio::test]
 async fn bad_input_is_answered_or_closed_and_counted_never_a_panic() {
     let (_tmp, d) = deployment();
     let live = Live::start(&d).await;
