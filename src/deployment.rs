@@ -217,58 +217,22 @@ impl Deployment {
             let path = path.to_path_buf();
             move |source| DeploymentError::Io { path, source }
         };
-        match std::fs::read_dir(&d.root) {
-            Ok(mut entries) => {
-                if entries.next().is_some() {
-                    if !opts.force {
-                        return Err(DeploymentError::NotEmpty { path: d.root });
-                    }
-                    for sub in ["store", "pki"] {
-                        let p = d.root.join(sub);
-                        if p.exists() {
-                            std::fs::remove_dir_all(&p).map_err(io(&p))?;
-                        }
-                    }
-                    for file in ["events.jsonl", "lcs.toml", "ca.pem"] {
-                        let p = d.root.join(file);
-                        if p.exists() {
-                            std::fs::remove_file(&p).map_err(io(&p))?;
-                        }
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Everything is made and checked in memory first: a bad option must fail before an
+        // existing deployment (with --force) is touched.
+        let occupied = match std::fs::read_dir(&d.root) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => {
                 return Err(DeploymentError::Io {
                     path: d.root,
                     source: e,
                 });
             }
-        }
-        let pki_dir = d.root.join("pki");
-        std::fs::create_dir_all(&pki_dir).map_err(io(&pki_dir))?;
-
-        let pki = TestPki::generate(&opts.domain, now)?;
-        let write = |path: PathBuf, text: String, mode| {
-            atomic_write(&path, text.as_bytes(), mode).map_err(io(&path))
         };
-        write(d.ca_path(), pki.chain_pem(), None)?;
-        write(
-            pki_dir.join("root-ca.pem"),
-            pki::to_pem("CERTIFICATE", &pki.root.cert),
-            None,
-        )?;
-        write(
-            pki_dir.join("issuing-ca.pem"),
-            pki::to_pem("CERTIFICATE", &pki.issuing.cert),
-            None,
-        )?;
-        write(
-            pki_dir.join("issuing-ca.key.pem"),
-            pki::to_pem("PRIVATE KEY", pki.issuing.key.secret_pkcs8_der()),
-            Some(0o600),
-        )?;
-
+        if occupied && !opts.force {
+            return Err(DeploymentError::NotEmpty { path: d.root });
+        }
+        let pki = TestPki::generate(&opts.domain, now)?;
         let fqdn = format!("{}.{}", opts.server, opts.domain);
         let key = opts.key.generate()?;
         let serial = Serial::random();
@@ -282,8 +246,6 @@ impl Deployment {
         )?;
         let mut store = Store::new();
         let thumbprint = store.import(der, key, Acl::for_service(&opts.principal))?;
-        DiskStore::create(d.root.join("store"), &store)?;
-
         let cert_ref = CertRef {
             issuer: pki.issuing.info().subject,
             serial,
@@ -318,6 +280,45 @@ impl Deployment {
             }],
         };
         config.validate(&d.config_path())?;
+
+        if occupied {
+            for sub in ["store", "pki"] {
+                let p = d.root.join(sub);
+                if p.exists() {
+                    std::fs::remove_dir_all(&p).map_err(io(&p))?;
+                }
+            }
+            for file in ["events.jsonl", "lcs.toml", "ca.pem"] {
+                let p = d.root.join(file);
+                if p.exists() {
+                    std::fs::remove_file(&p).map_err(io(&p))?;
+                }
+            }
+        }
+        let pki_dir = d.root.join("pki");
+        std::fs::create_dir_all(&pki_dir).map_err(io(&pki_dir))?;
+
+        let write = |path: PathBuf, text: String, mode| {
+            atomic_write(&path, text.as_bytes(), mode).map_err(io(&path))
+        };
+        write(d.ca_path(), pki.chain_pem(), None)?;
+        write(
+            pki_dir.join("root-ca.pem"),
+            pki::to_pem("CERTIFICATE", &pki.root.cert),
+            None,
+        )?;
+        write(
+            pki_dir.join("issuing-ca.pem"),
+            pki::to_pem("CERTIFICATE", &pki.issuing.cert),
+            None,
+        )?;
+        write(
+            pki_dir.join("issuing-ca.key.pem"),
+            pki::to_pem("PRIVATE KEY", pki.issuing.key.secret_pkcs8_der()),
+            Some(0o600),
+        )?;
+
+        DiskStore::create(d.root.join("store"), &store)?;
         config.save(&d.config_path())?;
         Ok((
             d,

@@ -33,6 +33,9 @@ pub struct FixPlan {
     pub grants: Vec<Thumbprint>,
     /// The service account.
     pub principal: String,
+    /// Connections whose reference names no certificate in the store at all (neither active
+    /// nor archived): nothing to follow, a configuration error for a person to look at.
+    pub unresolved: Vec<(String, CertRef)>,
 }
 
 impl FixPlan {
@@ -57,15 +60,21 @@ pub fn plan(config: &Config, store: &Store, scope: &[String]) -> FixPlan {
             .list(true)
             .find(|c| c.info.serial == reference.serial && c.info.issuer == reference.issuer)
         else {
-            continue; // nothing in the store to follow; a doctor's finding, not a rebind
+            out.unresolved.push((id.to_string(), reference.clone()));
+            continue;
         };
         let mut target = configured;
-        while let Some(next) = target
-            .renewed_by
-            .as_ref()
-            .and_then(|t| store.find(t.as_str()).ok())
-        {
-            target = next;
+        // Bounded by the store's size: loading refuses cyclic links, this keeps a hand-built
+        // store from looping too.
+        for _ in 0..store.list(true).count() {
+            match target
+                .renewed_by
+                .as_ref()
+                .and_then(|t| store.find(t.as_str()).ok())
+            {
+                Some(next) => target = next,
+                None => break,
+            }
         }
         let thumbprint = target.thumbprint().clone();
         if target.info.thumbprint != configured.info.thumbprint {

@@ -586,4 +586,59 @@ fn fix_rebinds_the_connections_named_and_grants_read() {
     assert!(ok(&["fix", d]).contains("Nothing to fix"));
     let err = bad(&["fix", d, "--connection", "tcp-5060"]);
     assert!(err.contains("tcp-5060") && err.contains("known"), "{err}");
+
+    // A reference that names nothing in the store cannot be followed: said, and nothing changes.
+    let toml = std::fs::read_to_string(dir.join("lcs.toml")).unwrap();
+    let first = new["serial"].as_str().unwrap();
+    std::fs::write(dir.join("lcs.toml"), toml.replacen(first, "0BADC0DE", 1)).unwrap();
+    let before = snapshot(&dir);
+    let err = bad(&["fix", d]);
+    assert!(
+        err.contains("tls-5061") && err.contains("names no certificate"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn init_with_a_bad_option_fails_before_touching_an_existing_deployment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp, &[]);
+    let before = snapshot(&dir);
+    for bad_args in [
+        vec!["--peer-address", "127.0.0.1"],
+        vec!["--tls-port", "5070", "--mtls-port", "5070"],
+        vec!["--federated-domain", "contoso.com"],
+    ] {
+        let mut args = vec!["init", dir.to_str().unwrap(), "--force"];
+        args.extend(bad_args.iter().copied());
+        let err = bad(&args);
+        assert!(err.contains("field `"), "{err}");
+        assert_eq!(
+            snapshot(&dir),
+            before,
+            "{bad_args:?} changed the deployment"
+        );
+    }
+}
+
+#[test]
+fn a_renewal_cycle_in_a_hand_edited_index_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp, &[]);
+    let t = list(&dir, false)[0]["thumbprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let index = dir.join("store/index.json");
+    let text = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(
+        &index,
+        text.replace("\"renewed_by\": null", &format!("\"renewed_by\": \"{t}\"")),
+    )
+    .unwrap();
+    let err = bad(&["store", "list", dir.to_str().unwrap()]);
+    assert!(err.contains("index.json") && err.contains("cycle"), "{err}");
+    let err = bad(&["fix", dir.to_str().unwrap()]);
+    assert!(err.contains("cycle"), "{err}");
 }

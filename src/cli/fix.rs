@@ -41,7 +41,38 @@ pub fn run(args: FixArgs) -> CmdResult {
         }
     }
     let disk = d.store();
-    let plan = fix::plan(&config, &disk.load()?, &args.connections);
+    let config_path = d.config_path();
+    // Plan and apply under the store's lock, and write lcs.toml before letting go, so a
+    // `store renew` in another process cannot slip between the plan and the change.
+    let mut save_error = None;
+    let plan = if args.dry_run {
+        fix::plan(&config, &disk.load()?, &args.connections)
+    } else {
+        disk.update(|store| {
+            let plan = fix::plan(&config, store, &args.connections);
+            if plan.unresolved.is_empty() && !plan.is_empty() {
+                fix::apply_to_store(&plan, store)?;
+                fix::apply_to_config(&plan, &mut config);
+                // If this fails the grant alone is harmless; running `fix` again completes it.
+                save_error = config.save(&config_path).err();
+            }
+            Ok(plan)
+        })?
+    };
+    if let Some(e) = save_error {
+        return Err(e.into());
+    }
+    for (id, reference) in &plan.unresolved {
+        eprintln!("{id}: {reference} names no certificate in the store, active or archived");
+    }
+    if !plan.unresolved.is_empty() {
+        return Err(anyhow::anyhow!(
+            "cannot fix {}: choose a certificate from `lcs-sim store list {} --all` and edit lcs.toml; nothing was changed",
+            plan.unresolved.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", "),
+            d.root().display()
+        )
+        .into());
+    }
     if plan.is_empty() {
         println!(
             "Nothing to fix: every connection names an active certificate whose key {} can open.",
@@ -58,24 +89,19 @@ pub fn run(args: FixArgs) -> CmdResult {
     for t in &plan.grants {
         println!("grant  {} read on the key of {t}", plan.principal);
     }
-    let untouched: Vec<String> = config
-        .cert_refs()
-        .map(|(c, _)| c.to_string())
-        .filter(|c| !plan.rebinds.iter().any(|r| &r.connection == c))
-        .collect();
     if args.dry_run {
         println!("(dry run: nothing changed)");
         return Ok(());
     }
-    // Store first (under its lock), then the configuration: if the second step fails, the
-    // grant alone is harmless and running `fix` again completes the job.
-    disk.update(|store| fix::apply_to_store(&plan, store))?;
-    fix::apply_to_config(&plan, &mut config);
-    config.save(&d.config_path())?;
     println!(
         "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate.",
         d.root().display()
     );
+    let untouched: Vec<&str> = config
+        .cert_refs()
+        .map(|(c, _)| c)
+        .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
+        .collect();
     if !args.connections.is_empty() && !untouched.is_empty() {
         println!("Not rebound (not asked for): {}", untouched.join(", "));
     }

@@ -429,6 +429,24 @@ impl Store {
                 }
             }
         }
+        // Renewal links must end: A renewed by B renewed by A would send every walk along the
+        // chain round for ever.
+        for start in &certs {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut at = Some(&start.info.thumbprint);
+            while let Some(t) = at {
+                if !seen.insert(t) {
+                    return Err(format!(
+                        "the renewed_by links starting at certificate {} form a cycle",
+                        start.info.thumbprint
+                    ));
+                }
+                at = certs
+                    .iter()
+                    .find(|c| &c.info.thumbprint == t)
+                    .and_then(|c| c.renewed_by.as_ref());
+            }
+        }
         Ok(Self { certs, keys })
     }
 
