@@ -10,7 +10,7 @@
 //! Parsing is pure; errors name the file, the line (from the TOML parser) or the field, and what
 //! to do.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -283,6 +283,32 @@ impl Config {
             field,
             message,
         };
+        for (field, value) in [
+            ("service.server", &self.service.server),
+            ("service.domain", &self.service.domain),
+        ] {
+            if value.trim().is_empty() {
+                return Err(invalid(field.into(), "must not be empty".into()));
+            }
+        }
+        if !(100..=600_000).contains(&self.tls.handshake_timeout_ms) {
+            return Err(invalid(
+                "tls.handshake_timeout_ms".into(),
+                format!(
+                    "{} is out of range; use 100..=600000 (default 10000)",
+                    self.tls.handshake_timeout_ms
+                ),
+            ));
+        }
+        if !(1..=7 * 86_400).contains(&self.sip.idle_timeout_s) {
+            return Err(invalid(
+                "sip.idle_timeout_s".into(),
+                format!(
+                    "{} is out of range; use 1..=604800 (default 300)",
+                    self.sip.idle_timeout_s
+                ),
+            ));
+        }
         if self.service.principal.trim().is_empty() {
             return Err(invalid(
                 "service.principal".into(),
@@ -325,8 +351,8 @@ impl Config {
                 ),
             ));
         }
-        let mut ids = HashSet::new();
-        let mut endpoints = HashSet::new();
+        let mut ids = BTreeSet::new();
+        let mut endpoints = BTreeSet::new();
         for (i, c) in self.connections.iter().enumerate() {
             let field = |name: &str| format!("connection[{i}].{name}");
             if !ids.insert(c.id.as_str()) {
@@ -367,6 +393,15 @@ impl Config {
                 return Err(invalid(
                     field("id"),
                     format!("`{}` is used twice; ids must be unique", r.id),
+                ));
+            }
+            if self.routes[..i]
+                .iter()
+                .any(|o| o.domain.eq_ignore_ascii_case(&r.domain))
+            {
+                return Err(invalid(
+                    field("domain"),
+                    format!("`{}` already has a route; one route per domain", r.domain),
                 ));
             }
             if r.domain.eq_ignore_ascii_case(&self.service.domain) {
@@ -474,6 +509,21 @@ certificate = { issuer = "CN=Contoso Issuing CA, O=Contoso", serial = "1a2b" }
             .unwrap_err()
             .to_string();
         assert!(msg.contains("connection[0].certificate"), "{msg}");
+        let zero = format!("{SAMPLE}\n[tls]\nhandshake_timeout_ms = 0\n");
+        let msg = Config::parse(&zero, Path::new("lcs.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("tls.handshake_timeout_ms"), "{msg}");
+        let idle = format!("{SAMPLE}\n[sip]\nidle_timeout_s = 0\n");
+        let msg = Config::parse(&idle, Path::new("lcs.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("sip.idle_timeout_s"), "{msg}");
+        let twice = SAMPLE.replace("[[route]]", "[[route]]\nid = \"r0\"\ndomain = \"fabrikam.com\"\nnext_hop = \"127.0.0.1:1\"\ntransport = \"mtls\"\ncertificate = { issuer = \"CN=x\", serial = \"01\" }\n\n[[route]]");
+        let msg = Config::parse(&twice, Path::new("lcs.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("route[1].domain"), "{msg}");
         let badserial = SAMPLE.replace("\"1A2B\"", "\"zz\"");
         let msg = Config::parse(&badserial, Path::new("lcs.toml"))
             .unwrap_err()

@@ -108,13 +108,19 @@ fn text_report_is_readable_and_names_the_seed() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(&dir, "small.toml", SMALL);
     let out = lcs(&["reproduce", "--scenario", &file, "--seed", "99"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     for needle in [
         "(seed 99)",
         "Timeline (virtual time)",
         "[x] After a restart the TLS listening port does not start",
         "Verdict:",
-        "--seed 99",
+        &format!("lcs-sim reproduce --scenario {file} --seed 99"),
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }

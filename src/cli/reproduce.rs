@@ -54,7 +54,8 @@ pub fn run(args: ReproduceArgs) -> CmdResult {
     }
     let scenario = Scenario::load(&args.scenario)?;
     let seed = args.seed.unwrap_or(scenario.seed);
-    let report = sim::run(&scenario, seed)?;
+    let mut report = sim::run(&scenario, seed)?;
+    report.source.clone_from(&args.scenario);
     if let Some(path) = &args.svg {
         let chart = svg::render(&report).map_err(|e| anyhow::anyhow!("drawing the chart: {e}"))?;
         lcs_sim::atomic::atomic_write(path, chart.as_bytes(), None)

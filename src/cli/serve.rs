@@ -41,8 +41,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     store_poll_ms: u64,
     /// Stop by itself after SECONDS (for scripts and tests); otherwise run until Ctrl-C.
-    #[arg(long, value_name = "SECONDS")]
-    duration: Option<f64>,
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    duration: Option<u64>,
 }
 
 pub fn run(args: ServeArgs) -> CmdResult {
@@ -138,7 +138,7 @@ pub fn run(args: ServeArgs) -> CmdResult {
         };
         let stop = async {
             match args.duration {
-                Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,
+                Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
                 None => {
                     let _ = tokio::signal::ctrl_c().await;
                 }

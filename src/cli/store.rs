@@ -230,9 +230,20 @@ fn renew(dir: &Path, thumbprint: &str, policy: RenewalPolicy) -> CmdResult {
     let store = d.store().load()?;
     if let Some(config) = config_if_any(&d) {
         let principal = &config.service.principal;
-        if store.open_key(&r.new, principal).is_err() {
+        // A running server keeps the certificate it found at start and opens its key on every
+        // handshake: what matters now is the old key, at the next restart the new one.
+        if store.open_key(&r.old, principal).is_err() {
             println!(
                 "  {principal} can no longer read the key: running TLS listeners fail new handshakes"
+            );
+        } else {
+            println!(
+                "  {principal} can still read the old key: running listeners carry on until the next restart"
+            );
+        }
+        if store.open_key(&r.new, principal).is_err() {
+            println!(
+                "  {principal} has no read on the new key: rebinding must also grant it (`lcs-sim fix` does both)"
             );
         }
         let stale: Vec<&str> = config

@@ -11,7 +11,7 @@
 //! changes on disk ([`watch_disk`]), so `lcs-sim store renew` in another terminal reaches a
 //! running server within the poll interval; the simulation replaces it directly.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -31,7 +31,7 @@ pub struct Snapshot {
     /// The store.
     pub store: Store,
     chain_tail: Arc<Vec<CertificateDer<'static>>>,
-    certified: Mutex<HashMap<Thumbprint, Arc<CertifiedKey>>>,
+    certified: Mutex<BTreeMap<Thumbprint, Arc<CertifiedKey>>>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -324,7 +324,7 @@ fn certified_key(
 }
 
 /// A listener's certificate resolver: every handshake goes through [`Credential::certified_key`].
-/// A `None` makes rustls abort the handshake with a `handshake_failure` alert.
+/// A `None` makes rustls abort the handshake with an `access_denied` alert.
 #[derive(Debug)]
 pub struct StoreServerResolver(pub Arc<Credential>);
 

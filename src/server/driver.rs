@@ -6,7 +6,7 @@
 //! on one task needs no lock on the hot path and keeps the order of events deterministic, which
 //! the simulation relies on.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -55,7 +55,7 @@ pub(crate) struct Driver {
     pub dialer: Dialer,
     pub log: Arc<ServiceLog>,
     pub metrics: Arc<Metrics>,
-    pub writers: HashMap<ConnId, mpsc::UnboundedSender<WriteCmd>>,
+    pub writers: BTreeMap<ConnId, mpsc::UnboundedSender<WriteCmd>>,
 }
 
 impl Driver {
@@ -79,7 +79,7 @@ impl Driver {
                 () = sleep => self.proxy.handle_timeout(monotonic_now()),
             }
         }
-        for (_, w) in self.writers.drain() {
+        for (_, w) in std::mem::take(&mut self.writers) {
             let _ = w.send(WriteCmd::Close);
         }
     }

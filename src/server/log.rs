@@ -7,7 +7,7 @@
 //! timeouts) are logged once per condition and interval with a count, so a dead listener under
 //! load does not flood the log.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ pub struct ServiceLog {
     sink: Arc<dyn EventSink>,
     clock: Arc<dyn Clock>,
     interval: Duration,
-    throttle: Mutex<HashMap<String, Window>>,
+    throttle: Mutex<BTreeMap<String, Window>>,
 }
 
 #[derive(Debug)]

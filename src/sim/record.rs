@@ -25,6 +25,8 @@ pub enum Outcome {
     LostOnClose,
     /// No answer within Timer F and a margin on a live connection: a server bug.
     Unanswered,
+    /// Still waiting when the run ended.
+    PendingAtEnd,
 }
 
 /// One MESSAGE.
@@ -43,7 +45,9 @@ pub struct MessageRecord {
 /// Everything recorded.
 #[derive(Debug, Default)]
 pub struct Recorder {
-    /// MESSAGEs sent by users, with outcomes.
+    /// MESSAGEs sent by users, counted when sent.
+    pub messages_sent: u64,
+    /// What became of them, recorded when known.
     pub messages: Vec<MessageRecord>,
     /// Failed connection attempts: (when, user, reason).
     pub connect_failures: Vec<(Duration, usize, String)>,

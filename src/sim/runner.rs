@@ -378,7 +378,10 @@ fn apply(
                         ),
                     ));
                 }
-                Err(e) => applied.steps.push((t, format!("renewal failed: {e}"))),
+                // Reasons only: error texts carry thumbprints, which differ between runs.
+                Err(e) => applied
+                    .steps
+                    .push((t, format!("renewal failed ({})", store_reason(&e)))),
             }
         }
         Step::Restart { .. } => {
@@ -401,32 +404,38 @@ fn apply(
             let mut notes = Vec::new();
             if live {
                 let credentials = shared.state.lock().expect("state").credentials.clone();
+                // Only swaps that happened count as rebound; the rest say why not.
+                rebound.clear();
                 for r in &plan.rebinds {
                     match credentials.get(&r.connection).map(|c| c.rebind(&r.to)) {
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => notes.push(format!("{}: {e}", r.connection)),
+                        Some(Ok(_)) => rebound.push(r.connection.clone()),
+                        Some(Err(e)) => {
+                            notes.push(format!("{}: swap refused ({})", r.connection, e.reason()))
+                        }
                         None => notes.push(format!(
                             "{}: not running, takes effect at the next restart",
                             r.connection
                         )),
                     }
                 }
-                shared.events.record(
-                    crate::eventlog::Event::new(
-                        ids::CONNECTION_REBOUND,
-                        now,
-                        Level::Information,
-                        server::log::SOURCE,
-                        format!(
-                            "Connections rebound live to the renewed certificate: {}.",
-                            rebound.join(", ")
-                        ),
-                    )
-                    .with("connections", rebound.clone()),
-                );
+                if !rebound.is_empty() {
+                    shared.events.record(
+                        crate::eventlog::Event::new(
+                            ids::CONNECTION_REBOUND,
+                            now,
+                            Level::Information,
+                            server::log::SOURCE,
+                            format!(
+                                "Connections rebound live to the renewed certificate: {}.",
+                                rebound.join(", ")
+                            ),
+                        )
+                        .with("connections", rebound.clone()),
+                    );
+                }
             }
             if let Err(e) = store_result {
-                notes.push(format!("store: {e}"));
+                notes.push(format!("store refused the change ({})", store_reason(&e)));
             }
             rebound.sort();
             let what = if live {
@@ -456,6 +465,20 @@ fn apply(
             applied.steps.push((t, line));
             applied.fixes.push((t, live, rebound));
         }
+    }
+}
+
+/// A short, run-independent reason for a store error (its text may carry thumbprints).
+fn store_reason(e: &crate::store::StoreError) -> &'static str {
+    use crate::store::StoreError as E;
+    match e {
+        E::AccessDenied { .. } => "key_access_denied",
+        E::UnknownThumbprint { .. } | E::AmbiguousThumbprint { .. } => "unknown_certificate",
+        E::NotFound { .. } => "certificate_not_found",
+        E::AlreadyRenewed { .. } => "already_renewed",
+        E::WrongIssuer { .. } => "wrong_issuer",
+        E::KeyMismatch { .. } => "key_mismatch",
+        _ => "store_error",
     }
 }
 

@@ -449,6 +449,25 @@ impl Scenario {
                 return Err(invalid(name.into(), "must be at least 100ms".into()));
             }
         }
+        const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+        for (name, d) in [
+            ("sample_interval", self.sample_interval),
+            ("users.message_interval", u.message_interval),
+            ("users.connection_lifetime", u.connection_lifetime),
+            ("users.backoff_initial", u.backoff_initial),
+            ("users.backoff_max", u.backoff_max),
+            (
+                "federation.connection_lifetime",
+                self.federation.connection_lifetime,
+            ),
+        ] {
+            if d > WEEK {
+                return Err(invalid(
+                    name.into(),
+                    format!("{d:?} is longer than the 7-day limit"),
+                ));
+            }
+        }
         if u.backoff_max < u.backoff_initial {
             return Err(invalid(
                 "users.backoff_max".into(),

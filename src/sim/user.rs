@@ -54,7 +54,7 @@ pub async fn run(index: usize, ctx: UserContext) {
                 user.record_failure(reason);
                 let jitter = user.rng.random_range(0.5..1.0);
                 user.sleep_capped(backoff.mul_f64(jitter)).await;
-                backoff = (backoff * 2).min(user.ctx.users.backoff_max);
+                backoff = backoff.saturating_mul(2).min(user.ctx.users.backoff_max);
             }
             Ok(tls) => {
                 backoff = user.ctx.users.backoff_initial;
@@ -222,6 +222,9 @@ impl User {
                 self.finish(p, Outcome::Unanswered);
             }
             if now >= end_at {
+                for (_, p) in std::mem::take(&mut pending) {
+                    self.finish(p, Outcome::PendingAtEnd);
+                }
                 let _ = tls.shutdown().await;
                 return SessionEnd::EndOfRun;
             }
@@ -297,6 +300,7 @@ impl User {
                             let body = format!("hello from user{:03} #{}", self.index, self.counter);
                             out.extend(self.agent.message(&to, "text/plain", body, &ids).to_bytes());
                             pending.insert(ids.call_id, Pending { sent: record::now(), target });
+                            self.ctx.recorder.lock().expect("recorder").messages_sent += 1;
                         }
                         next_message = now + self.exp(self.ctx.users.message_interval);
                     }

@@ -10,7 +10,7 @@ use super::header::Headers;
 use super::uri::Uri;
 
 /// A SIP method. The methods this crate knows have variants; others are kept as written.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
     /// REGISTER (RFC 3261).
     Register,

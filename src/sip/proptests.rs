@@ -1,7 +1,7 @@
 //! Property tests of the pure core: framing is chunking-independent and never panics, messages
 //! round-trip through the wire form, and random proxy histories answer every MESSAGE once.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use proptest::collection::vec;
@@ -254,8 +254,8 @@ struct Shell {
     /// MESSAGEs sent by users: (sender, bytes, call-id, when).
     sent: Vec<(usize, Vec<u8>, String, Instant)>,
     /// Final responses per Call-ID.
-    finals: HashMap<String, Vec<Final>>,
-    retransmits: HashMap<String, usize>,
+    finals: BTreeMap<String, Vec<Final>>,
+    retransmits: BTreeMap<String, usize>,
     seq: u32,
 }
 
@@ -278,8 +278,8 @@ impl Shell {
             route_conn: None,
             forwarded: Vec::new(),
             sent: Vec::new(),
-            finals: HashMap::new(),
-            retransmits: HashMap::new(),
+            finals: BTreeMap::new(),
+            retransmits: BTreeMap::new(),
             seq: 0,
         };
         for conn in shell.user_conn {

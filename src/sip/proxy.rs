@@ -25,7 +25,7 @@ mod routing;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use super::config::{ProxyConfig, RouteId};
@@ -251,11 +251,11 @@ struct RouteState {
 /// The sans-IO registrar and stateful proxy. See the [module documentation](self).
 pub struct Proxy {
     config: ProxyConfig,
-    conns: HashMap<ConnId, Connection>,
+    conns: BTreeMap<ConnId, Connection>,
     registrar: Registrar,
-    servers: HashMap<ServerKey, ServerTx>,
-    clients: HashMap<String, ClientTx>,
-    routes: HashMap<RouteId, RouteState>,
+    servers: BTreeMap<ServerKey, ServerTx>,
+    clients: BTreeMap<String, ClientTx>,
+    routes: BTreeMap<RouteId, RouteState>,
     timers: TimerQueue,
     actions: VecDeque<Action>,
     stats: ProxyStats,
@@ -267,11 +267,11 @@ impl Proxy {
     pub fn new(config: ProxyConfig) -> Proxy {
         Proxy {
             config,
-            conns: HashMap::new(),
+            conns: BTreeMap::new(),
             registrar: Registrar::default(),
-            servers: HashMap::new(),
-            clients: HashMap::new(),
-            routes: HashMap::new(),
+            servers: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            routes: BTreeMap::new(),
             timers: TimerQueue::default(),
             actions: VecDeque::new(),
             stats: ProxyStats::default(),

@@ -5,7 +5,7 @@
 //! Hence a binding ends three ways: it expires, the client unregisters (`Expires: 0` or
 //! `Contact: *`), or its connection closes. Authentication is out of scope for the emulation.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::config::ProxyConfig;
@@ -55,7 +55,7 @@ pub(crate) enum Outcome {
 /// All bindings.
 #[derive(Debug, Default)]
 pub(crate) struct Registrar {
-    bindings: HashMap<String, Vec<Binding>>,
+    bindings: BTreeMap<String, Vec<Binding>>,
     counter: u64,
 }
 

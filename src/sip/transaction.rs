@@ -25,7 +25,7 @@ use super::proxy::ConnId;
 use super::timers::TimerKey;
 
 /// Identifies a server transaction (RFC 3261 §17.2.3).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ServerKey {
     branch: String,
     sent_by: String,

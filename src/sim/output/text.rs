@@ -94,12 +94,13 @@ pub fn render(r: &Report) -> String {
     let m = &r.messages;
     let _ = writeln!(
         o,
-        "\nMessages: {} sent, {} delivered, {} timed out (408), {} other failures, {} lost in restarts, {} unanswered; federated {} sent / {} delivered / {} timed out",
+        "\nMessages: {} sent, {} delivered, {} timed out (408), {} other failures, {} lost in restarts, {} still pending at the end, {} unanswered; federated {} sent / {} delivered / {} timed out",
         m.sent,
         m.delivered,
         m.timed_out,
         m.other_failures.values().sum::<u64>(),
         m.lost_on_close,
+        m.pending_at_end,
         m.unanswered,
         m.federated[0],
         m.federated[1],
@@ -135,7 +136,7 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         o,
         "\nReproduce with: lcs-sim reproduce --scenario {} --seed {}",
-        r.scenario, r.seed
+        r.source, r.seed
     );
     o
 }
