@@ -8,10 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::deployment::Deployment;
-use lcs_sim::eventlog::EventSink;
-use lcs_sim::server::{self, LiveStore, ServiceContext, ServiceOptions, TokioNet, tls};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
+use lcs_sim::server::{self, ServiceOptions};
 
 use super::CmdResult;
 
@@ -48,16 +45,6 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> CmdResult {
     let d = Deployment::open(&args.dir)?;
     let config = d.config()?;
-    let disk = d.store();
-    let store = disk.load()?;
-    let ca_pem =
-        std::fs::read(d.ca_path()).with_context(|| format!("reading {}", d.ca_path().display()))?;
-    let roots =
-        tls::roots_from_pem(&ca_pem).with_context(|| format!("{}", d.ca_path().display()))?;
-    let intermediates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&ca_pem)
-        .take(1)
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{}", d.ca_path().display()))?;
     let key_log: Option<Arc<dyn rustls::KeyLog>> = match (&args.keylog, args.sslkeylogfile) {
         (Some(path), _) => Some(Arc::new(KeyLogTo::open(path)?)),
         (None, true) => match std::env::var_os("SSLKEYLOGFILE") {
@@ -74,30 +61,14 @@ pub fn run(args: ServeArgs) -> CmdResult {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let live = LiveStore::new(store, intermediates);
-        let watcher = tokio::spawn(server::watch_disk(
-            live.clone(),
-            disk,
-            Duration::from_millis(args.store_poll_ms),
-        ));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let events: Arc<dyn EventSink> = Arc::new(d.event_log());
-        let ctx = ServiceContext {
-            config: config.clone(),
-            store: live,
-            roots: Arc::new(roots),
-            clock,
-            events,
+        let options = ServiceOptions {
+            key_log,
+            ..ServiceOptions::default()
         };
-        let running = server::start(
-            TokioNet,
-            ctx,
-            ServiceOptions {
-                key_log,
-                ..ServiceOptions::default()
-            },
-        )
-        .await;
+        let poll = Duration::from_millis(args.store_poll_ms);
+        let live = server::live::serve(&d, clock, options, poll).await?;
+        let running = &live.running;
         println!(
             "lcs-sim serving {} as {} ({})",
             config.service.server,
@@ -148,11 +119,11 @@ pub fn run(args: ServeArgs) -> CmdResult {
             () = stop => {}
             () = status => {}
         }
-        watcher.abort();
         let summary = running.metrics.snapshot().status_line();
-        running.shutdown().await;
+        live.stop().await;
         println!("stopped. {summary}");
-    });
+        Ok::<_, lcs_sim::deployment::DeploymentError>(())
+    })?;
     Ok(())
 }
 

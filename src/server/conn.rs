@@ -1,8 +1,9 @@
 //! One connection's task: pump bytes between the stream and the driver.
 //!
 //! Generic over the stream (TCP, TLS over TCP, TLS over a simulated socket). Reads go to the
-//! driver as they come; the driver's writes come back on a channel. An idle connection (nothing
-//! read for `idle`) is closed, as LCS closes idle client connections.
+//! driver as they come; the driver's writes come back on a channel. An idle connection (no
+//! traffic either way for `idle`) is closed, as LCS closes idle client connections, and so is one
+//! whose peer stops reading (a write not done within `idle`).
 
 use std::time::Duration;
 
@@ -41,7 +42,13 @@ pub(crate) async fn pump<IO>(
             biased;
             cmd = writer_rx.recv() => match cmd {
                 Some(WriteCmd::Bytes(bytes)) => {
-                    if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
+                    // A peer that stops reading must not hold this task (and the queue behind
+                    // it) for ever: a write that cannot finish within the idle time ends it.
+                    let write = async {
+                        writer.write_all(&bytes).await?;
+                        writer.flush().await
+                    };
+                    if !matches!(tokio::time::timeout(idle, write).await, Ok(Ok(()))) {
                         break;
                     }
                 }

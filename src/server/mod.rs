@@ -12,9 +12,11 @@
 //!   accept loops, route dialling, stop;
 //! - [`tls`]: rustls configurations on the injected clock;
 //! - [`metrics`], [`log`]: counters and the rate-limited application log;
-//! - [`net`]: the listener / dialler abstraction.
+//! - [`net`]: the listener / dialler abstraction;
+//! - [`live`]: a deployment folder's service on real sockets (`serve`, tests, benches).
 
 pub mod credentials;
+pub mod live;
 pub mod log;
 pub mod metrics;
 pub mod net;

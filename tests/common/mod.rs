@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use lcs_sim::clock::SystemClock;
 use lcs_sim::deployment::{Deployment, InitOptions};
-use lcs_sim::server::{self, LiveStore, Running, ServiceContext, ServiceOptions, TokioNet, tls};
-use rustls::pki_types::pem::PemObject;
+use lcs_sim::server::{ServiceOptions, tls};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -38,51 +37,39 @@ pub fn deployment() -> (tempfile::TempDir, Deployment) {
     deployment_with(|_| {})
 }
 
-/// A service running on a deployment, as `lcs-sim serve` runs it (events to `events.jsonl`,
-/// store changes on disk picked up by polling).
-pub struct Live {
-    pub running: Running,
-    pub store: Arc<LiveStore>,
-    watcher: tokio::task::JoinHandle<()>,
-}
+/// A service running on a deployment, exactly as `lcs-sim serve` runs it (events to
+/// `events.jsonl`, store changes on disk picked up by polling every 20 ms).
+pub struct Live(lcs_sim::server::live::LiveDeployment);
 
 impl Live {
     pub async fn start(d: &Deployment) -> Live {
-        let ca = std::fs::read(d.ca_path()).unwrap();
-        let intermediates = CertificateDer::pem_slice_iter(&ca)
-            .take(1)
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let store = LiveStore::new(d.store().load().unwrap(), intermediates);
-        let watcher = tokio::spawn(server::watch_disk(
-            store.clone(),
-            d.store(),
+        let live = lcs_sim::server::live::serve(
+            d,
+            Arc::new(SystemClock),
+            ServiceOptions::default(),
             Duration::from_millis(20),
-        ));
-        let ctx = ServiceContext {
-            config: d.config().unwrap(),
-            store: store.clone(),
-            roots: Arc::new(tls::roots_from_pem(&ca).unwrap()),
-            clock: Arc::new(SystemClock),
-            events: Arc::new(d.event_log()),
-        };
-        let running = server::start(TokioNet, ctx, ServiceOptions::default()).await;
-        Live {
-            running,
-            store,
-            watcher,
-        }
+        )
+        .await
+        .unwrap();
+        Live(live)
     }
 
     pub fn addr(&self, id: &str) -> SocketAddr {
-        self.running
+        self.0
+            .running
             .addr(id)
             .unwrap_or_else(|| panic!("{id} is not listening"))
     }
 
     pub async fn stop(self) {
-        self.watcher.abort();
-        self.running.shutdown().await;
+        self.0.stop().await;
+    }
+}
+
+impl std::ops::Deref for Live {
+    type Target = lcs_sim::server::live::LiveDeployment;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 

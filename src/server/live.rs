@@ -1,0 +1,77 @@
+//! A deployment folder's service on real sockets, as `lcs-sim serve` runs it.
+//!
+//! The configuration and the store come from the folder; the store is kept in memory and
+//! reloaded when `store/index.json` changes (a renewal by another process); events go to the
+//! folder's `events.jsonl`. Tests and benches start the service the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio::task::JoinHandle;
+
+use super::{LiveStore, Running, ServiceContext, ServiceOptions, TokioNet, start, tls, watch_disk};
+use crate::clock::Clock;
+use crate::deployment::{Deployment, DeploymentError};
+use crate::pki::PkiError;
+
+/// A running deployment.
+#[derive(Debug)]
+pub struct LiveDeployment {
+    /// The service.
+    pub running: Running,
+    /// The store it uses (reloaded from disk on change).
+    pub store: Arc<LiveStore>,
+    watcher: JoinHandle<()>,
+}
+
+impl LiveDeployment {
+    /// Stops watching the store and shuts the service down (see [`Running::shutdown`]).
+    pub async fn stop(self) {
+        self.watcher.abort();
+        self.running.shutdown().await;
+    }
+}
+
+/// Starts `d`'s service on loopback sockets, polling the store every `store_poll`.
+pub async fn serve(
+    d: &Deployment,
+    clock: Arc<dyn Clock>,
+    options: ServiceOptions,
+    store_poll: Duration,
+) -> Result<LiveDeployment, DeploymentError> {
+    let config = d.config()?;
+    let disk = d.store();
+    let store = disk.load()?;
+    let ca_path = d.ca_path();
+    let ca = std::fs::read(&ca_path).map_err(|source| DeploymentError::Io {
+        path: ca_path.clone(),
+        source,
+    })?;
+    let bad_ca = |reason: String| DeploymentError::Ca {
+        path: ca_path.clone(),
+        source: PkiError::NotACertificate { reason },
+    };
+    let roots = tls::roots_from_pem(&ca).map_err(|e| bad_ca(e.to_string()))?;
+    // ca.pem is the issuing CA followed by the root: the issuing CA completes each chain.
+    let intermediates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&ca)
+        .take(1)
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad_ca(e.to_string()))?;
+    let live = LiveStore::new(store, intermediates);
+    let watcher = tokio::spawn(watch_disk(live.clone(), disk, store_poll));
+    let ctx = ServiceContext {
+        config,
+        store: live.clone(),
+        roots: Arc::new(roots),
+        clock,
+        events: Arc::new(d.event_log()),
+    };
+    let running = start(TokioNet, ctx, options).await;
+    Ok(LiveDeployment {
+        running,
+        store: live,
+        watcher,
+    })
+}
