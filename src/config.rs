@@ -258,11 +258,6 @@ impl Config {
         )
     }
 
-    /// The connection or route with `id`.
-    pub fn find_connection(&self, id: &str) -> Option<&Connection> {
-        self.connections.iter().find(|c| c.id == id)
-    }
-
     /// Every certificate reference with the id of the connection or route that holds it.
     pub fn cert_refs(&self) -> impl Iterator<Item = (&str, &CertRef)> {
         let conns = self
