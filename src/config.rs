@@ -258,6 +258,42 @@ impl Config {
         )
     }
 
+    /// The LCS layout `init` and the simulation use: TLS, mutual TLS and TCP listeners on
+    /// loopback (ids `tls-PORT`, `mtls-PORT`, `tcp-PORT`) and one mutual-TLS route to
+    /// `federated_domain` at `next_hop` (id `route-DOMAIN`), every TLS one naming `cert`.
+    pub fn standard(
+        service: Service,
+        cert: &CertRef,
+        [tls_port, mtls_port, tcp_port]: [u16; 3],
+        federated_domain: &str,
+        next_hop: &str,
+    ) -> Config {
+        let listen = |transport: Transport, port: u16| Connection {
+            id: format!("{}-{port}", transport.to_string().to_lowercase()),
+            transport,
+            address: loopback(),
+            port,
+            certificate: (transport != Transport::Tcp).then(|| cert.clone()),
+        };
+        Config {
+            service,
+            sip: SipSettings::default(),
+            tls: TlsSettings::default(),
+            connections: vec![
+                listen(Transport::Tls, tls_port),
+                listen(Transport::Mtls, mtls_port),
+                listen(Transport::Tcp, tcp_port),
+            ],
+            routes: vec![Route {
+                id: format!("route-{federated_domain}"),
+                domain: federated_domain.into(),
+                next_hop: next_hop.into(),
+                transport: Transport::Mtls,
+                certificate: Some(cert.clone()),
+            }],
+        }
+    }
+
     /// Every certificate reference with the id of the connection or route that holds it.
     pub fn cert_refs(&self) -> impl Iterator<Item = (&str, &CertRef)> {
         let conns = self

@@ -21,9 +21,7 @@ use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 
 use crate::atomic::atomic_write;
-use crate::config::{
-    CertRef, Config, ConfigError, Connection, Route, Service, SipSettings, TlsSettings, Transport,
-};
+use crate::config::{CertRef, Config, ConfigError, Service};
 use crate::eventlog::{Event, EventLog, EventLogError, Level, ids};
 use crate::pki::{
     self, CertificateAuthority, KeyAlgorithm, LeafSpec, PkiError, Serial, TestPki, Thumbprint,
@@ -250,35 +248,18 @@ impl Deployment {
             issuer: pki.issuing.info().subject,
             serial,
         };
-        let listen = |transport: Transport, port: u16| Connection {
-            id: format!("{}-{port}", transport.to_string().to_lowercase()),
-            transport,
-            address: std::net::IpAddr::from([127, 0, 0, 1]),
-            port,
-            certificate: (transport != Transport::Tcp).then(|| cert_ref.clone()),
-        };
-        let config = Config {
-            service: Service {
+        let config = Config::standard(
+            Service {
                 server: fqdn.clone(),
                 domain: opts.domain.clone(),
                 principal: opts.principal.clone(),
                 aliases: vec!["127.0.0.1".into(), "localhost".into()],
             },
-            sip: SipSettings::default(),
-            tls: TlsSettings::default(),
-            connections: vec![
-                listen(Transport::Tls, opts.tls_port),
-                listen(Transport::Mtls, opts.mtls_port),
-                listen(Transport::Tcp, opts.tcp_port),
-            ],
-            routes: vec![Route {
-                id: format!("route-{}", opts.federated_domain),
-                domain: opts.federated_domain.clone(),
-                next_hop: opts.peer_address.clone(),
-                transport: Transport::Mtls,
-                certificate: Some(cert_ref.clone()),
-            }],
-        };
+            &cert_ref,
+            [opts.tls_port, opts.mtls_port, opts.tcp_port],
+            &opts.federated_domain,
+            &opts.peer_address,
+        );
         config.validate(&d.config_path())?;
 
         if occupied {

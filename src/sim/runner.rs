@@ -28,6 +28,9 @@ use crate::server::{
     self, Credential, LiveStore, Metrics, ServiceContext, ServiceOptions, StartFailure,
 };
 
+/// How long after the end of the run the users may take to stop.
+const END_GRACE: Duration = Duration::from_secs(30);
+
 /// The simulation could not run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -220,15 +223,20 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
         }
         if let Some(gp) = group_policy.as_mut()
             && t >= gp.next
+            && t < scenario.duration
         {
             gp.refresh(t, seed, &world, &shared, &mut applied);
         }
-        if t >= next_sample {
+        if t >= next_sample && t <= scenario.duration {
             series.push(sample(t, &shared, &recorder));
             next_sample += scenario.sample_interval;
         }
-        if t >= scenario.duration {
-            break;
+        // Users stop at the end of the run and record what is still pending; step until they
+        // all have (a timer due at the very end fires on the next tick), within a grace period.
+        if t >= scenario.duration + END_GRACE {
+            return Err(SimError::Turmoil(format!(
+                "users still running {END_GRACE:?} after the end of the run"
+            )));
         }
         match sim.step() {
             Ok(true) => break,

@@ -474,10 +474,13 @@ impl Scenario {
                 "must not be shorter than users.backoff_initial".into(),
             ));
         }
-        if u.register_expires < 60 {
+        if !(60..=3600).contains(&u.register_expires) {
             return Err(invalid(
                 "users.register_expires".into(),
-                "the server's minimum is 60".into(),
+                format!(
+                    "{} is outside the server's bounds 60..=3600",
+                    u.register_expires
+                ),
             ));
         }
         if self.network.tick < Duration::from_millis(1)

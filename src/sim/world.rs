@@ -12,9 +12,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::clock::SIM_EPOCH;
-use crate::config::{
-    CertRef, Config, Connection, Route, Service, SipSettings, TlsSettings, Transport,
-};
+use crate::config::{CertRef, Config, Service, SipSettings};
 use crate::pki::{self, KeyAlgorithm, LeafSpec, PkiError, Serial, TestPki};
 use crate::store::{Acl, Store};
 
@@ -101,39 +99,23 @@ pub fn build(seed: u64, t1_ms: u64, age: Duration, lifetime: Duration) -> Result
         issuer: pki.issuing.info().subject,
         serial,
     };
-    let listen = |transport: Transport, port: u16| Connection {
-        id: format!("{}-{port}", transport.to_string().to_lowercase()),
-        transport,
-        address: IpAddr::from([127, 0, 0, 1]),
-        port,
-        certificate: (transport != Transport::Tcp).then(|| cert_ref.clone()),
-    };
-    let config = Config {
-        service: Service {
+    let mut config = Config::standard(
+        Service {
             server: SERVER_NAME.into(),
             domain: "contoso.com".into(),
             principal: "RTCService".into(),
             aliases: Vec::new(),
         },
-        sip: SipSettings {
-            t1_ms,
-            // Users refresh registrations every few minutes; only a dead peer idles this long.
-            idle_timeout_s: 3600,
-            ..SipSettings::default()
-        },
-        tls: TlsSettings::default(),
-        connections: vec![
-            listen(Transport::Tls, TLS_PORT),
-            listen(Transport::Mtls, MTLS_PORT),
-            listen(Transport::Tcp, TCP_PORT),
-        ],
-        routes: vec![Route {
-            id: "route-fabrikam.com".into(),
-            domain: "fabrikam.com".into(),
-            next_hop: format!("{PEER_HOST}:{MTLS_PORT}"),
-            transport: Transport::Mtls,
-            certificate: Some(cert_ref),
-        }],
+        &cert_ref,
+        [TLS_PORT, MTLS_PORT, TCP_PORT],
+        "fabrikam.com",
+        &format!("{PEER_HOST}:{MTLS_PORT}"),
+    );
+    config.sip = SipSettings {
+        t1_ms,
+        // Users refresh registrations every few minutes; only a dead peer idles this long.
+        idle_timeout_s: 3600,
+        ..SipSettings::default()
     };
     let mut roots = RootCertStore::empty();
     roots.add(pki.root.cert.clone()).expect("the root parses");
