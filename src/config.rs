@@ -13,43 +13,14 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::pki::Serial;
 
-/// A configuration file could not be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read or written.
-    #[error("{}: {source}", .path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or does not fit the schema; the message names line and column.
-    #[error("{}: {message}", .path.display())]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message, with line, column and the offending text.
-        message: String,
-    },
-    /// A field holds a value that cannot work.
-    #[error("{}: field `{field}`: {message}", .path.display())]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The field, e.g. `connections[1].port`.
-        field: String,
-        /// What is wrong and what to do.
-        message: String,
-    },
-}
+/// `lcs.toml` could not be used: which file, which line or field, what to do.
+pub type ConfigError = crate::input::FileError;
 
 /// How a connection carries SIP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -230,21 +201,14 @@ const HEADER: &str = "\
 impl Config {
     /// Parses and validates `text`, read from `path` (used in messages).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let config: Config = crate::input::parse_toml(text, path)?;
         config.validate(path)?;
         Ok(config)
     }
 
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.into(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&crate::input::read(path)?, path)
     }
 
     /// Writes the file atomically, with a commented header.
@@ -309,11 +273,7 @@ impl Config {
 
     /// Checks what the schema cannot: unique ids and ports, certificates where TLS needs them.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |field: String, message: String| ConfigError::Invalid {
-            path: path.into(),
-            field,
-            message,
-        };
+        let invalid = |field: String, message: String| crate::input::invalid(path, field, message);
         for (field, value) in [
             ("service.server", &self.service.server),
             ("service.domain", &self.service.domain),

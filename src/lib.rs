@@ -17,6 +17,7 @@
 //! - [`sim`]: the deterministic replay on turmoil's simulated network and clock
 //!   (`lcs-sim reproduce`), with emulated Messenger users and a federation peer;
 //! - [`fix`]: the KB836410 resolution as a plan (rebind every connection, re-grant read);
+//! - [`input`]: errors in hand-written files (`lcs.toml`, scenarios), named by file, line, field;
 //! - [`eventlog`]: the deployment's application event log;
 //! - [`deployment`]: a deployment folder tying them together (`lcs-sim init`);
 //! - [`clock`]: the one source of time, so the same code runs live and on virtual time.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod deployment;
 pub mod eventlog;
 pub mod fix;
+pub mod input;
 pub mod pki;
 pub mod server;
 pub mod sim;

@@ -4,10 +4,12 @@
 //! which are also the built-ins, embedded at compile time so there is one source of truth).
 //! Times are human durations (`"90s"`, `"10m"`, `"2h"`) from the start of the run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+use crate::input::{self, FileError};
 
 use crate::store::RenewalPolicy;
 
@@ -51,32 +53,9 @@ pub enum ScenarioError {
         /// What was asked for.
         name: String,
     },
-    /// The file could not be read.
-    #[error("{}: {source}", .path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, or a field of the wrong type or name; the message has line and column.
-    #[error("{}: {message}", .path.display())]
-    Parse {
-        /// The file (or `builtin:NAME`).
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
-    /// A value that cannot work.
-    #[error("{}: field `{field}`: {message}", .path.display())]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The field, e.g. `step[2].at`.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// The file (or built-in, as `builtin:NAME`) is unreadable, not TOML, or has a bad value.
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 fn builtin_names() -> String {
@@ -380,29 +359,20 @@ impl Scenario {
                 name: name_or_path.into(),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-            path: path.into(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&input::read(path)?, path)
     }
 
     /// Parses and validates `text` read from `path` (used in messages).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ScenarioError> {
-        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
-            path: path.into(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let s: Scenario = input::parse_toml(text, path)?;
         s.validate(path)?;
         Ok(s)
     }
 
     /// Checks what the schema cannot.
     pub fn validate(&self, path: &Path) -> Result<(), ScenarioError> {
-        let invalid = |field: String, message: String| ScenarioError::Invalid {
-            path: path.into(),
-            field,
-            message,
+        let invalid = |field: String, message: String| {
+            ScenarioError::File(input::invalid(path, field, message))
         };
         if self.duration < Duration::from_secs(1)
             || self.duration > Duration::from_secs(7 * 24 * 3600)
