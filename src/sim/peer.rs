@@ -13,7 +13,6 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use rustls::server::WebPkiClientVerifier;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
@@ -55,18 +54,15 @@ pub fn server_config(
     world: &World,
     clock: Arc<dyn crate::clock::Clock>,
 ) -> Arc<rustls::ServerConfig> {
-    let provider = tls::provider();
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(world.roots.clone(), provider.clone())
-            .build()
-            .expect("roots are valid");
-    let config =
-        rustls::ServerConfig::builder_with_details(provider, Arc::new(tls::ClockTime(clock)))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the defaults")
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(world.peer_chain.clone(), world.peer_key())
-            .expect("the peer's key matches");
+    let key = tls::provider()
+        .key_provider
+        .load_private_key(world.peer_key())
+        .expect("the peer's key loads");
+    let certified = rustls::sign::CertifiedKey::new(world.peer_chain.clone(), key);
+    let resolver = Arc::new(rustls::sign::SingleCertAndKey::from(certified));
+    let settings = crate::config::TlsSettings::default();
+    let config = tls::server_config(resolver, Some(world.roots.clone()), &settings, clock, None)
+        .expect("a valid TLS configuration");
     Arc::new(config)
 }
 

@@ -266,15 +266,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
 }
 
 fn client_config(world: &World, clock: Arc<dyn Clock>) -> Arc<rustls::ClientConfig> {
-    let mut config = rustls::ClientConfig::builder_with_details(
-        server::tls::provider(),
-        Arc::new(server::tls::ClockTime(clock)),
-    )
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the defaults")
-    .with_root_certificates(world.roots.clone())
-    .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::disabled();
+    let settings = crate::config::TlsSettings::default();
+    let config = server::tls::client_config(world.roots.clone(), None, &settings, clock, None)
+        .expect("a valid TLS configuration");
     Arc::new(config)
 }
 
