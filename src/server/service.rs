@@ -199,20 +199,18 @@ pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions
                 None
             }
         };
+        let prepared = credential.map(|c| prepare_route(route, c, &roots, &config, &clock, &opts));
         route_table.push(RouteDial {
             id: rid,
             route: route.clone(),
-            credential,
+            prepared,
         });
     }
     let dialer = make_dialer(
         net.clone(),
         Arc::new(route_table),
         DialContext {
-            roots: roots.clone(),
             config: config.clone(),
-            clock: clock.clone(),
-            key_log: opts.key_log.clone(),
             to_driver: to_driver.clone(),
             ids: ids.clone(),
             metrics: metrics.clone(),
@@ -563,15 +561,50 @@ fn report_handshake_failure(ctx: &AcceptContext, credential: &Credential, f: &Fa
 struct RouteDial {
     id: RouteId,
     route: Route,
-    credential: Option<Arc<Credential>>,
+    /// `None` when the credential could not be acquired at start.
+    prepared: Option<Result<PreparedRoute, (&'static str, String)>>,
+}
+
+/// What every dial of a route shares, made once at start: the credential, and a TLS connector
+/// presenting it (a rebind swaps the credential in place, so the connector stays valid).
+struct PreparedRoute {
+    credential: Arc<Credential>,
+    connector: TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+fn prepare_route(
+    route: &Route,
+    credential: Arc<Credential>,
+    roots: &Arc<RootCertStore>,
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+    opts: &ServiceOptions,
+) -> Result<PreparedRoute, (&'static str, String)> {
+    let host = route
+        .next_hop
+        .rsplit_once(':')
+        .map_or(route.next_hop.as_str(), |(h, _)| h);
+    let server_name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+        .map_err(|e| ("bad_next_hop", e.to_string()))?;
+    let tls_config = tls::client_config(
+        roots.clone(),
+        Some(Arc::new(StoreClientResolver(credential.clone()))),
+        &config.tls,
+        clock.clone(),
+        opts.key_log.clone(),
+    )
+    .map_err(|e| ("tls_config", e.to_string()))?;
+    Ok(PreparedRoute {
+        credential,
+        connector: TlsConnector::from(Arc::new(tls_config)),
+        server_name,
+    })
 }
 
 #[derive(Clone)]
 struct DialContext {
-    roots: Arc<RootCertStore>,
     config: Config,
-    clock: Arc<dyn Clock>,
-    key_log: Option<Arc<dyn KeyLog>>,
     to_driver: mpsc::UnboundedSender<ToDriver>,
     ids: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
@@ -613,32 +646,22 @@ async fn dial<N: Network>(
     r: &RouteDial,
     ctx: &DialContext,
 ) -> Result<(), (&'static str, String)> {
-    let Some(credential) = &r.credential else {
-        return Err((
-            "credential_unavailable",
-            "the route's certificate could not be acquired at start".into(),
-        ));
+    let prepared = match &r.prepared {
+        None => {
+            return Err((
+                "credential_unavailable",
+                "the route's certificate could not be acquired at start".into(),
+            ));
+        }
+        Some(Err(e)) => return Err(e.clone()),
+        Some(Ok(p)) => p,
     };
     // Schannel acquires the credential before it connects: an unreadable key fails here, and
     // the peer never sees a connection.
-    credential
+    prepared
+        .credential
         .certified_key()
         .map_err(|e| (e.reason(), e.to_string()))?;
-    let host = r
-        .route
-        .next_hop
-        .rsplit_once(':')
-        .map_or(r.route.next_hop.as_str(), |(h, _)| h);
-    let server_name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-        .map_err(|e| ("bad_next_hop", e.to_string()))?;
-    let config = tls::client_config(
-        ctx.roots.clone(),
-        Some(Arc::new(StoreClientResolver(credential.clone()))),
-        &ctx.config.tls,
-        ctx.clock.clone(),
-        ctx.key_log.clone(),
-    )
-    .map_err(|e| ("tls_config", e.to_string()))?;
     let timeout = Duration::from_millis(ctx.config.tls.handshake_timeout_ms);
     ctx.metrics.routes.accepted.fetch_add(1, Ordering::Relaxed);
     let io = tokio::time::timeout(timeout, net.connect(&r.route.next_hop))
@@ -652,7 +675,7 @@ async fn dial<N: Network>(
         .map_err(|e| ("connect_failed", e.to_string()))?;
     let tls = tokio::time::timeout(
         timeout,
-        TlsConnector::from(Arc::new(config)).connect(server_name, io),
+        prepared.connector.connect(prepared.server_name.clone(), io),
     )
     .await
     .map_err(|_| {
