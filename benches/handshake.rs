@@ -256,7 +256,7 @@ async fn start_baseline(
         .expect("the key");
     let key = tls::provider()
         .key_provider
-        .load_private_key(PrivateKeyDer::Pkcs8(opened.key.clone_key()))
+        .load_private_key(PrivateKeyDer::Pkcs8(opened.clone_key()))
         .expect("a signing key");
     let mut chain = vec![cert.der.clone()];
     chain.extend(intermediates.iter().cloned());

@@ -359,8 +359,5 @@ fn rsa_keys_issue_and_renew_with_a_new_rsa_key() {
         )
         .unwrap();
     let new_key = store.open_key(&r.new, "RTCService").unwrap();
-    assert_eq!(
-        KeyAlgorithm::of(new_key.key).unwrap(),
-        KeyAlgorithm::Rsa2048
-    );
+    assert_eq!(KeyAlgorithm::of(new_key).unwrap(), KeyAlgorithm::Rsa2048);
 }

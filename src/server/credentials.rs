@@ -310,7 +310,7 @@ fn certified_key(
     };
     let key = super::tls::provider()
         .key_provider
-        .load_private_key(PrivateKeyDer::Pkcs8(opened.key.clone_key()))
+        .load_private_key(PrivateKeyDer::Pkcs8(opened.clone_key()))
         .map_err(|e| unusable(e.to_string()))?;
     let cert = snapshot
         .store

@@ -22,4 +22,4 @@ mod model;
 pub use acl::{Ace, Acl, DEFAULT_PRINCIPALS, Right};
 pub use disk::{DiskStore, IndexStamp};
 pub use error::StoreError;
-pub use model::{KeyContainer, OpenedKey, Renewal, RenewalPolicy, Store, StoredCert};
+pub use model::{KeyContainer, Renewal, RenewalPolicy, Store, StoredCert};

@@ -63,15 +63,6 @@ impl fmt::Debug for KeyContainer {
     }
 }
 
-/// A private key opened by a principal who may use it.
-#[derive(Debug, Clone, Copy)]
-pub struct OpenedKey<'a> {
-    /// The container it came from (a stable cache key for parsed signing keys).
-    pub container: &'a str,
-    /// The key.
-    pub key: &'a PrivatePkcs8KeyDer<'static>,
-}
-
 /// What auto-enrollment does to the private key and its ACL when it renews.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -267,7 +258,7 @@ impl Store {
         &self,
         thumbprint: &Thumbprint,
         principal: &str,
-    ) -> Result<OpenedKey<'_>, StoreError> {
+    ) -> Result<&PrivatePkcs8KeyDer<'static>, StoreError> {
         let container = self.container_of(thumbprint)?;
         if !container.acl.allows(principal, Right::Read) {
             return Err(StoreError::AccessDenied {
@@ -276,10 +267,7 @@ impl Store {
                 right: Right::Read,
             });
         }
-        Ok(OpenedKey {
-            container: &container.name,
-            key: &container.key,
-        })
+        Ok(&container.key)
     }
 
     /// Grants `right` on a certificate's key to `principal`. Returns whether the ACL changed.
