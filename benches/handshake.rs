@@ -31,7 +31,7 @@ use std::time::Duration;
 use lcs_sim::clock::{Clock, SystemClock, monotonic_now};
 use lcs_sim::config::Config;
 use lcs_sim::deployment::{Deployment, InitOptions};
-use lcs_sim::server::{self, Credential, LiveStore, ServiceContext, ServiceOptions, TokioNet, tls};
+use lcs_sim::server::{self, Credential, ServiceOptions, tls};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -103,25 +103,16 @@ async fn run(settings: Settings) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     let baseline = start_baseline(&d, &config, &intermediates, clock.clone()).await;
-    let live = LiveStore::new(d.store().load().expect("the store"), intermediates);
-    // As `lcs-sim serve` runs it: store changes on disk picked up by polling (default 250 ms).
-    let watcher = tokio::spawn(server::watch_disk(
-        live.clone(),
-        d.store(),
-        Duration::from_millis(250),
-    ));
-    let running = server::start(
-        TokioNet,
-        ServiceContext {
-            config: config.clone(),
-            store: live,
-            roots: roots.clone(),
-            clock: clock.clone(),
-            events: Arc::new(d.event_log()),
-        },
+    // Exactly as `lcs-sim serve` runs it (store changes on disk polled every 250 ms).
+    let live = server::live::serve(
+        &d,
+        clock.clone(),
         ServiceOptions::default(),
+        Duration::from_millis(250),
     )
-    .await;
+    .await
+    .expect("the deployment starts");
+    let running = &live.running;
     let ours = running
         .addr(LISTENER)
         .unwrap_or_else(|| panic!("{LISTENER} did not start: {:?}", running.failed));
@@ -230,8 +221,7 @@ async fn run(settings: Settings) {
         println!("warning: some handshakes failed; the figures are suspect");
     }
 
-    watcher.abort();
-    running.shutdown().await;
+    live.stop().await;
 }
 
 /// A bare tokio-rustls server: accept → handshake → close, one task per connection.
