@@ -19,6 +19,7 @@
 //! - [`fix`]: the KB836410 resolution as a plan (rebind every connection, re-grant read);
 //! - [`input`]: errors in hand-written files (`lcs.toml`, scenarios), named by file, line, field;
 //! - [`eventlog`]: the deployment's application event log;
+//! - [`failure`]: why a client could not connect, typed, with stable names;
 //! - [`deployment`]: a deployment folder tying them together (`lcs-sim init`);
 //! - [`clock`]: the one source of time, so the same code runs live and on virtual time.
 
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod deployment;
 pub mod eventlog;
+pub mod failure;
 pub mod fix;
 pub mod input;
 pub mod pki;

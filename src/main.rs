@@ -3,6 +3,8 @@
 //! Exit codes: 0 success; 1 a check or scenario expectation failed; 2 bad input (a flag, a
 //! deployment folder, a store or configuration file), with a message saying what to do.
 
+#![deny(clippy::disallowed_macros)]
+
 mod cli;
 
 use std::process::ExitCode;

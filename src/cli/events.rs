@@ -1,5 +1,6 @@
 //! `lcs-sim events DIR`: the application event log.
 
+use super::out::outln;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -34,10 +35,10 @@ pub fn run(args: EventsArgs) -> CmdResult {
         .filter(|e| args.ids.is_empty() || args.ids.contains(&e.id))
         .collect();
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&events)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&events)?),
         Format::Text => {
             if events.is_empty() {
-                println!("No events.");
+                outln!("No events.");
             }
             for e in &events {
                 let level = match e.level {
@@ -46,9 +47,11 @@ pub fn run(args: EventsArgs) -> CmdResult {
                     Level::Error => "Error",
                 };
                 let time = e.time.format(&Rfc3339).unwrap_or_default();
-                println!(
+                outln!(
                     "{time}  {level:<11}  {:>5}  {}  {}",
-                    e.id, e.source, e.message
+                    e.id,
+                    e.source,
+                    e.message
                 );
                 for key in [
                     "connection",
@@ -60,7 +63,7 @@ pub fn run(args: EventsArgs) -> CmdResult {
                 ] {
                     if let Some(v) = e.details.get(key) {
                         let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                        println!("      {key}: {v}");
+                        outln!("      {key}: {v}");
                     }
                 }
             }

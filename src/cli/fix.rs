@@ -1,5 +1,6 @@
 //! `lcs-sim fix DIR`: the KB836410 resolution on a deployment folder.
 
+use super::out::outln;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -74,26 +75,29 @@ pub fn run(args: FixArgs) -> CmdResult {
         .into());
     }
     if plan.is_empty() {
-        println!(
+        outln!(
             "Nothing to fix: every connection names an active certificate whose key {} can open.",
             config.service.principal
         );
         return Ok(());
     }
     for r in &plan.rebinds {
-        println!(
+        outln!(
             "rebind {:<20} serial {} -> {} ({})",
-            r.connection, r.from.serial, r.to.serial, r.thumbprint
+            r.connection,
+            r.from.serial,
+            r.to.serial,
+            r.thumbprint
         );
     }
     for t in &plan.grants {
-        println!("grant  {} read on the key of {t}", plan.principal);
+        outln!("grant  {} read on the key of {t}", plan.principal);
     }
     if args.dry_run {
-        println!("(dry run: nothing changed)");
+        outln!("(dry run: nothing changed)");
         return Ok(());
     }
-    println!(
+    outln!(
         "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate.",
         d.root().display()
     );
@@ -103,7 +107,7 @@ pub fn run(args: FixArgs) -> CmdResult {
         .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
         .collect();
     if !args.connections.is_empty() && !untouched.is_empty() {
-        println!("Not rebound (not asked for): {}", untouched.join(", "));
+        outln!("Not rebound (not asked for): {}", untouched.join(", "));
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `lcs-sim init DIR`: create a ready deployment folder.
 
+use super::out::outln;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -101,18 +102,18 @@ pub fn run(args: InitArgs) -> CmdResult {
     };
     let (deployment, report) = Deployment::init(&args.dir, &opts, SystemClock.now_utc())?;
     let dir = deployment.root().display();
-    println!("Created deployment {dir} for {}", report.fqdn);
-    println!("  server certificate  {}", report.thumbprint);
-    println!("  referenced as       {}", report.cert_ref);
-    println!(
+    outln!("Created deployment {dir} for {}", report.fqdn);
+    outln!("  server certificate  {}", report.thumbprint);
+    outln!("  referenced as       {}", report.cert_ref);
+    outln!(
         "  key ACL             SYSTEM, Administrators full_control; {} read",
         opts.principal
     );
-    println!("  clients trust       {}", deployment.ca_path().display());
-    println!();
-    println!("Next:");
-    println!("  lcs-sim store list {dir}");
-    println!(
+    outln!("  clients trust       {}", deployment.ca_path().display());
+    outln!();
+    outln!("Next:");
+    outln!("  lcs-sim store list {dir}");
+    outln!(
         "  lcs-sim store renew {dir} {}   # what auto-enrollment does",
         &report.thumbprint.as_str()[..8]
     );

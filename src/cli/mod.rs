@@ -4,6 +4,7 @@
 mod events;
 mod fix;
 mod init;
+mod out;
 mod output;
 mod reproduce;
 mod serve;

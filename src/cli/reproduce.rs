@@ -1,5 +1,6 @@
 //! `lcs-sim reproduce`: replay KB836410 deterministically and report.
 
+use super::out::{out, outln};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -48,7 +49,7 @@ pub fn run(args: ReproduceArgs) -> CmdResult {
     if args.list {
         for (name, _) in BUILTINS {
             let s = Scenario::load(name)?;
-            println!("{name:<22} {}", s.description);
+            outln!("{name:<22} {}", s.description);
         }
         return Ok(());
     }
@@ -62,9 +63,9 @@ pub fn run(args: ReproduceArgs) -> CmdResult {
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }
     match args.format {
-        ReportFormat::Text => print!("{}", text::render(&report)),
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        ReportFormat::Junit => print!("{}", junit::render(&report)),
+        ReportFormat::Text => out!("{}", text::render(&report)),
+        ReportFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
+        ReportFormat::Junit => out!("{}", junit::render(&report)),
     }
     if report.passed() {
         Ok(())

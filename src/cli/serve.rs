@@ -1,5 +1,6 @@
 //! `lcs-sim serve DIR`: run a deployment live on real sockets.
 
+use super::out::outln;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,14 +70,14 @@ pub fn run(args: ServeArgs) -> CmdResult {
         let poll = Duration::from_millis(args.store_poll_ms);
         let live = server::live::serve(&d, clock, options, poll).await?;
         let running = &live.running;
-        println!(
+        outln!(
             "lcs-sim serving {} as {} ({})",
             config.service.server,
             config.service.principal,
             d.root().display()
         );
         for l in &running.listeners {
-            println!(
+            outln!(
                 "  listening  {:<20} {:<5} {}",
                 l.id,
                 l.transport.to_string(),
@@ -85,7 +86,7 @@ pub fn run(args: ServeArgs) -> CmdResult {
         }
         for f in &running.failed {
             let ids: Vec<String> = f.events.iter().map(u32::to_string).collect();
-            println!(
+            outln!(
                 "  NOT STARTED {:<19} {} (events {})",
                 f.id,
                 f.error,
@@ -93,9 +94,9 @@ pub fn run(args: ServeArgs) -> CmdResult {
             );
         }
         if !running.failed.is_empty() {
-            println!("  see `lcs-sim events {}`", d.root().display());
+            outln!("  see `lcs-sim events {}`", d.root().display());
         }
-        println!("Ctrl-C stops.");
+        outln!("Ctrl-C stops.");
         let metrics = running.metrics.clone();
         let status = async {
             let mut tick = tokio::time::interval(Duration::from_secs(args.status_interval));
@@ -103,7 +104,7 @@ pub fn run(args: ServeArgs) -> CmdResult {
             loop {
                 tick.tick().await;
                 if !args.quiet {
-                    println!("{}", metrics.snapshot().status_line());
+                    outln!("{}", metrics.snapshot().status_line());
                 }
             }
         };
@@ -121,7 +122,7 @@ pub fn run(args: ServeArgs) -> CmdResult {
         }
         let summary = running.metrics.snapshot().status_line();
         live.stop().await;
-        println!("stopped. {summary}");
+        outln!("stopped. {summary}");
         Ok::<_, lcs_sim::deployment::DeploymentError>(())
     })?;
     Ok(())

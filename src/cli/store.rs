@@ -1,5 +1,6 @@
 //! `lcs-sim store ...`: inspect and change the emulated machine certificate store.
 
+use super::out::{out, outln};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -120,7 +121,7 @@ pub fn run(cmd: StoreCommand) -> CmdResult {
         } => show(&dir, &thumbprint, format),
         StoreCommand::Export { dir, thumbprint } => {
             let store = open(&dir)?.store().load()?;
-            print!("{}", to_pem("CERTIFICATE", &store.find(&thumbprint)?.der));
+            out!("{}", to_pem("CERTIFICATE", &store.find(&thumbprint)?.der));
             Ok(())
         }
         StoreCommand::Grant(a) => {
@@ -136,7 +137,7 @@ pub fn run(cmd: StoreCommand) -> CmdResult {
             } else {
                 "Already granted:"
             };
-            println!("{verb} {} {right} on the key of {thumb}", a.principal);
+            outln!("{verb} {} {right} on the key of {thumb}", a.principal);
             Ok(())
         }
         StoreCommand::Revoke(a) => {
@@ -149,9 +150,9 @@ pub fn run(cmd: StoreCommand) -> CmdResult {
             })?;
             let what = right.map_or("every right".to_string(), |r| r.to_string());
             if changed {
-                println!("Revoked {what} of {} on the key of {thumb}", a.principal);
+                outln!("Revoked {what} of {} on the key of {thumb}", a.principal);
             } else {
-                println!(
+                outln!(
                     "Nothing to revoke: {} had no {what} on the key of {thumb}",
                     a.principal
                 );
@@ -190,17 +191,17 @@ fn list(dir: &Path, all: bool, format: Format) -> CmdResult {
         .map(|c| CertView::new(c, &store, config.as_ref()))
         .collect();
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&views)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&views)?),
         Format::Text => {
             if views.is_empty() {
-                println!("No certificates{}.", if all { "" } else { " (try --all)" });
+                outln!("No certificates{}.", if all { "" } else { " (try --all)" });
             }
             for v in &views {
-                println!("{}", v.to_text(false));
+                outln!("{}", v.to_text(false));
             }
             let archived = store.list(true).filter(|c| c.archived).count();
             if !all && archived > 0 {
-                println!("({archived} archived certificate(s) not shown; --all shows them)");
+                outln!("({archived} archived certificate(s) not shown; --all shows them)");
             }
         }
     }
@@ -213,8 +214,8 @@ fn show(dir: &Path, thumbprint: &str, format: Format) -> CmdResult {
     let config = config_if_any(&d);
     let view = CertView::new(store.find(thumbprint)?, &store, config.as_ref());
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
-        Format::Text => print!("{}", view.to_text(true)),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&view)?),
+        Format::Text => out!("{}", view.to_text(true)),
     }
     Ok(())
 }
@@ -222,10 +223,11 @@ fn show(dir: &Path, thumbprint: &str, format: Format) -> CmdResult {
 fn renew(dir: &Path, thumbprint: &str, policy: RenewalPolicy) -> CmdResult {
     let d = open(dir)?;
     let r = d.renew(thumbprint, policy, SystemClock.now_utc())?;
-    println!("Renewed {} -> {} ({policy})", r.old, r.new);
-    println!(
+    outln!("Renewed {} -> {} ({policy})", r.old, r.new);
+    outln!(
         "  old serial {} is archived; new serial {}",
-        r.old_serial, r.new_serial
+        r.old_serial,
+        r.new_serial
     );
     let store = d.store().load()?;
     if let Some(config) = config_if_any(&d) {
@@ -233,16 +235,16 @@ fn renew(dir: &Path, thumbprint: &str, policy: RenewalPolicy) -> CmdResult {
         // A running server keeps the certificate it found at start and opens its key on every
         // handshake: what matters now is the old key, at the next restart the new one.
         if store.open_key(&r.old, principal).is_err() {
-            println!(
+            outln!(
                 "  {principal} can no longer read the key: running TLS listeners fail new handshakes"
             );
         } else {
-            println!(
+            outln!(
                 "  {principal} can still read the old key: running listeners carry on until the next restart"
             );
         }
         if store.open_key(&r.new, principal).is_err() {
-            println!(
+            outln!(
                 "  {principal} has no read on the new key: rebinding must also grant it (`lcs-sim fix` does both)"
             );
         }
@@ -252,13 +254,13 @@ fn renew(dir: &Path, thumbprint: &str, policy: RenewalPolicy) -> CmdResult {
             .map(|(id, _)| id)
             .collect();
         if !stale.is_empty() {
-            println!(
+            outln!(
                 "  still configured with the old serial: {} (they will not start after a restart)",
                 stale.join(", ")
             );
         }
     }
-    println!(
+    outln!(
         "  logged event 1001 (certificate replaced) to {}",
         d.event_log().path().display()
     );

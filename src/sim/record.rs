@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::failure::ConnectFailure;
+
 /// Where a MESSAGE was going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
@@ -50,7 +52,7 @@ pub struct Recorder {
     /// What became of them, recorded when known.
     pub messages: Vec<MessageRecord>,
     /// Failed connection attempts: (when, user, reason).
-    pub connect_failures: Vec<(Duration, usize, String)>,
+    pub connect_failures: Vec<(Duration, usize, ConnectFailure)>,
     /// Successful registrations: (when, user).
     pub registrations: Vec<(Duration, usize)>,
     /// Connections the server closed under a user: (when, user).
@@ -77,7 +79,7 @@ impl Recorder {
         let mut out = BTreeMap::new();
         for (t, _, reason) in &self.connect_failures {
             if *t >= from && *t < to {
-                *out.entry(reason.clone()).or_default() += 1;
+                *out.entry(reason.name()).or_default() += 1;
             }
         }
         out

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::record::{self, MessageRecord, Outcome, Shared, Target};
 use super::scenario::Users;
 use super::world::{SERVER_HOST, SERVER_NAME, TLS_PORT};
+use crate::failure::ConnectFailure;
 use crate::sip::{Frame, Framer, Message, Method, RequestIds, Response, Uri, UserAgent};
 
 /// What a user needs to run.
@@ -125,7 +126,7 @@ impl User {
         }
     }
 
-    fn record_failure(&self, reason: String) {
+    fn record_failure(&self, reason: ConnectFailure) {
         self.ctx
             .recorder
             .lock()
@@ -139,7 +140,7 @@ impl User {
         tokio::time::sleep(d.min(left)).await;
     }
 
-    async fn connect(&mut self) -> Result<Tls, String> {
+    async fn connect(&mut self) -> Result<Tls, ConnectFailure> {
         let timeout = Duration::from_secs(10);
         let tcp = match tokio::time::timeout(
             timeout,
@@ -147,19 +148,16 @@ impl User {
         )
         .await
         {
-            Err(_) => return Err("connect_timeout".into()),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err("connection_refused".into());
-            }
-            Ok(Err(e)) => return Err(format!("connect_error: {}", e.kind())),
+            Err(_) => return Err(ConnectFailure::ConnectTimeout),
+            Ok(Err(e)) => return Err(ConnectFailure::from_connect_error(&e)),
             Ok(Ok(tcp)) => tcp,
         };
         let connector = tokio_rustls::TlsConnector::from(self.ctx.tls.clone());
         let name = ServerName::try_from(SERVER_NAME).expect("valid name");
         match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
-            Err(_) => Err("handshake_timeout".into()),
+            Err(_) => Err(ConnectFailure::HandshakeTimeout),
             Ok(Ok(tls)) => Ok(tls),
-            Ok(Err(e)) => Err(tls_reason(&e)),
+            Ok(Err(e)) => Err(ConnectFailure::from_handshake_error(&e)),
         }
     }
 
@@ -339,35 +337,4 @@ impl User {
             });
         }
     }
-}
-
-/// A short, stable reason for a failed client handshake.
-fn tls_reason(e: &std::io::Error) -> String {
-    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::AlertReceived(alert)) => {
-            format!("tls_alert_{}", snake(&format!("{alert:?}")))
-        }
-        Some(rustls::Error::InvalidCertificate(c)) => {
-            format!("certificate_invalid_{}", snake(&format!("{c:?}")))
-        }
-        Some(other) => format!(
-            "tls_error_{}",
-            snake(&format!("{other:?}"))
-                .chars()
-                .take(40)
-                .collect::<String>()
-        ),
-        None => format!("io_{}", snake(&format!("{:?}", e.kind()))),
-    }
-}
-
-fn snake(s: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().take_while(|c| c.is_alphanumeric()).enumerate() {
-        if c.is_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
 }
