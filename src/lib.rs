@@ -19,6 +19,7 @@
 //! - [`certcheck`]: whether a certificate can serve a connection now (key, chain, dates, name,
 //!   EKUs), as typed problems: for live rebinds, `doctor` and `store list`;
 //! - [`fix`]: the KB836410 resolution as a plan (rebind every connection, re-grant read);
+//! - [`doctor`]: what is wrong with a deployment's certificates, each finding with its remedy;
 //! - [`input`]: errors in hand-written files (`lcs.toml`, scenarios), named by file, line, field;
 //! - [`eventlog`]: the deployment's application event log;
 //! - [`failure`]: why a client could not connect, typed, with stable names;
@@ -32,6 +33,7 @@ pub mod certcheck;
 pub mod clock;
 pub mod config;
 pub mod deployment;
+pub mod doctor;
 pub mod eventlog;
 pub mod failure;
 pub mod fix;
