@@ -236,9 +236,10 @@ fn list(dir: &Path, all: bool, format: Format) -> CmdResult {
     let d = open(dir)?;
     let store = d.store().load()?;
     let config = config_if_any(&d);
+    let now = SystemClock.now_utc();
     let views: Vec<CertView> = store
         .list(all)
-        .map(|c| CertView::new(c, &store, config.as_ref()))
+        .map(|c| CertView::new(c, &store, config.as_ref(), now))
         .collect();
     match format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&views)?),
@@ -262,7 +263,12 @@ fn show(dir: &Path, thumbprint: &str, format: Format) -> CmdResult {
     let d = open(dir)?;
     let store = d.store().load()?;
     let config = config_if_any(&d);
-    let view = CertView::new(store.find(thumbprint)?, &store, config.as_ref());
+    let view = CertView::new(
+        store.find(thumbprint)?,
+        &store,
+        config.as_ref(),
+        SystemClock.now_utc(),
+    );
     match format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&view)?),
         Format::Text => out!("{}", view.to_text(true)),
