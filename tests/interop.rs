@@ -153,6 +153,8 @@ fn init(tmp: &tempfile::TempDir) -> PathBuf {
     for c in &mut config.connections {
         c.port = 0;
     }
+    // Tests run in parallel: each admin endpoint on a free port (serve.json says which).
+    config.admin.port = 0;
     config.save(&path).unwrap();
     dir
 }
@@ -190,7 +192,7 @@ impl Serve {
             child,
         };
         let up = poll(PATIENCE, || {
-            serve.stdout.text().contains("Ctrl-C stops.").then_some(())
+            serve.stdout.text().contains("Ctrl-C or SIGTERM stops.").then_some(())
         });
         assert!(
             up.is_some(),

@@ -1,6 +1,7 @@
 //! Subcommands, one file each. Each parses its flags (clap), turns them into validated options,
 //! and runs; errors come back as [`Failure`] with the exit code they deserve.
 
+mod doctor;
 mod events;
 mod fix;
 mod init;
@@ -60,6 +61,7 @@ enum Command {
     Serve(serve::ServeArgs),
     Events(events::EventsArgs),
     Fix(fix::FixArgs),
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -72,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Events(args) => events::run(args),
         Command::Fix(args) => fix::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
