@@ -192,7 +192,11 @@ impl Serve {
             child,
         };
         let up = poll(PATIENCE, || {
-            serve.stdout.text().contains("Ctrl-C or SIGTERM stops.").then_some(())
+            serve
+                .stdout
+                .text()
+                .contains("Ctrl-C or SIGTERM stops.")
+                .then_some(())
         });
         assert!(
             up.is_some(),

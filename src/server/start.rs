@@ -342,6 +342,7 @@ impl Starting {
             failed: self.failed.clone(),
             store: self.ctx.store,
             clock: self.ctx.clock,
+            roots: self.ctx.roots,
             log: self.log,
         });
         Running {
