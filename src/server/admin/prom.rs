@@ -76,7 +76,7 @@ pub(super) fn encode(handle: &ServiceHandle) -> String {
     }
     registry.register(
         "credential_usable",
-        "1 when the bound key opens as the service principal now.",
+        "1 when the bound key opens as the service principal now",
         usable,
     );
     let mut out = String::new();
@@ -165,7 +165,7 @@ fn routes(registry: &mut Registry, handle: &ServiceHandle) {
     }
     registry.register(
         "route_up",
-        "1 when the route started and its credential opens now.",
+        "1 when the route started and its credential opens now",
         up,
     );
     gauge(
