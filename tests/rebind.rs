@@ -110,3 +110,34 @@ async fn a_rebind_is_all_or_nothing_and_leaves_established_connections_alone() {
     assert_eq!(log.iter().filter(|e| e.id == 14372).count(), 1);
     assert_eq!(log.iter().filter(|e| e.id == 14370).count(), 1);
 }
+
+#[tokio::test]
+async fn an_expired_certificate_starts_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Issued two days ago for one day: expired yesterday.
+    let opts = lcs_sim::deployment::InitOptions {
+        validity_days: 1,
+        ..Default::default()
+    };
+    let issued = SystemClock.now_utc() - time::Duration::days(2);
+    let (d, _) =
+        lcs_sim::deployment::Deployment::init(tmp.path().join("d"), &opts, issued).unwrap();
+    let mut config = d.config().unwrap();
+    for c in &mut config.connections {
+        c.port = 0;
+    }
+    config.save(&d.config_path()).unwrap();
+    let live = Live::start(&d).await;
+    // It starts (Schannel would too), but says so: once per connection holding it.
+    assert_eq!(live.running.failed, vec![]);
+    assert_eq!(
+        live.running.warnings.len(),
+        3,
+        "{:?}",
+        live.running.warnings
+    );
+    assert!(live.running.warnings.iter().all(|w| w.contains("expired")));
+    live.stop().await;
+    let log = d.event_log().read().unwrap();
+    assert_eq!(log.iter().filter(|e| e.id == 14353).count(), 3);
+}
