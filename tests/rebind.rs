@@ -141,3 +141,74 @@ async fn an_expired_certificate_starts_with_a_warning() {
     let log = d.event_log().read().unwrap();
     assert_eq!(log.iter().filter(|e| e.id == 14353).count(), 3);
 }
+
+/// Auto-rebind reacts to the running server's store changing, not to a clock or the disk: here
+/// the store is changed in memory (as the simulation renews) with the disk poll an hour away.
+#[tokio::test]
+async fn auto_rebind_follows_an_in_memory_renewal_and_keeps_out_an_unreadable_successor() {
+    use std::sync::{Arc, Mutex};
+    let (_tmp, d) = deployment();
+    let recorded: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = recorded.clone();
+    let options = lcs_sim::server::ServiceOptions {
+        auto_rebind: true,
+        on_auto_rebind: Some(Arc::new(move |done: &[lcs_sim::server::Rebound]| {
+            sink.lock()
+                .unwrap()
+                .extend(done.iter().map(|r| r.connection.clone()));
+        })),
+        ..Default::default()
+    };
+    let live = lcs_sim::server::live::serve(
+        &d,
+        Arc::new(SystemClock),
+        options,
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    let ca = d.issuing_ca().unwrap();
+    let tls = live.running.credentials["tls-5061"].clone();
+    let renew = |policy, n: &str| {
+        let current = tls.thumbprint();
+        live.store
+            .update(|s| {
+                s.renew(
+                    &current,
+                    policy,
+                    &ca,
+                    SystemClock.now_utc(),
+                    lcs_sim::pki::Serial::derive(n.as_bytes()),
+                )
+            })
+            .unwrap()
+    };
+
+    let kept = renew(RenewalPolicy::NewKeyKeepAcl, "first");
+    until("auto-rebind swaps the new-key renewal in", || {
+        tls.thumbprint() == kept.new
+    })
+    .await;
+    until("every connection recorded", || {
+        recorded.lock().unwrap().len() == 3
+    })
+    .await;
+    let route = &live.running.credentials["route-fabrikam.com"];
+    assert_eq!(route.thumbprint(), kept.new);
+
+    let reset = renew(RenewalPolicy::SameKeyResetAcl, "second");
+    let metrics = live.running.metrics.clone();
+    until("the unreadable successor is refused and counted", || {
+        metrics
+            .auto_rebind_refusals
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 3
+    })
+    .await;
+    assert_eq!(tls.thumbprint(), kept.new, "the current certificate stays");
+    assert_ne!(tls.thumbprint(), reset.new);
+    assert_eq!(recorded.lock().unwrap().len(), 3, "nothing more recorded");
+    live.stop().await;
+    let log = d.event_log().read().unwrap();
+    assert_eq!(log.iter().filter(|e| e.id == 14373).count(), 3);
+}
