@@ -248,6 +248,15 @@ impl Deployment {
             issuer: pki.issuing.info().subject,
             serial,
         };
+        // Checked before `Config::standard`, which takes the next hop as already valid.
+        if let Err(e) = opts.peer_address.parse::<crate::config::HostPort>() {
+            return Err(crate::input::invalid(
+                &d.config_path(),
+                "route[0].next_hop",
+                e.to_string(),
+            )
+            .into());
+        }
         let config = Config::standard(
             Service {
                 server: fqdn.clone(),

@@ -214,13 +214,13 @@ pub fn diagnose(inputs: &Inputs<'_>) -> Vec<Finding> {
 /// Each connection and route that uses a certificate, with what it uses it for.
 fn cert_users(config: &Config) -> impl Iterator<Item = (&str, &CertRef, Usage)> {
     let listeners = config.connections.iter().filter_map(|c| {
-        let usage = Usage::of_listener(c.transport).unwrap_or(Usage::Server);
-        Some((c.id.as_str(), c.certificate.as_ref()?, usage))
+        let usage = Usage::of_listener(c.transport()).unwrap_or(Usage::Server);
+        Some((c.id.as_str(), c.certificate()?, usage))
     });
     let routes = config
         .routes
         .iter()
-        .filter_map(|r| Some((r.id.as_str(), r.certificate.as_ref()?, Usage::ROUTE)));
+        .map(|r| (r.id.as_str(), &r.certificate, Usage::ROUTE));
     listeners.chain(routes)
 }
 

@@ -180,19 +180,7 @@ pub fn apply_to_store(plan: &FixPlan, store: &mut Store) -> Result<(), StoreErro
 /// The configuration half of a fix: each connection's new reference.
 pub fn apply_to_config(plan: &FixPlan, config: &mut Config) {
     for r in &plan.rebinds {
-        let slot = config
-            .connections
-            .iter_mut()
-            .filter(|c| c.id == r.connection)
-            .filter_map(|c| c.certificate.as_mut())
-            .chain(
-                config
-                    .routes
-                    .iter_mut()
-                    .filter(|x| x.id == r.connection)
-                    .filter_map(|x| x.certificate.as_mut()),
-            )
-            .next();
+        let slot = config.certificate_mut(&r.connection);
         if let Some(slot) = slot {
             *slot = r.to.clone();
         }

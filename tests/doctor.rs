@@ -126,13 +126,9 @@ fn bind_all_to(d: &Deployment, ca: &CertificateAuthority, spec: &LeafSpec) -> Ce
         serial,
     };
     edit_config(d, |c| {
-        for slot in c
-            .connections
-            .iter_mut()
-            .filter_map(|c| c.certificate.as_mut())
-            .chain(c.routes.iter_mut().filter_map(|r| r.certificate.as_mut()))
-        {
-            *slot = reference.clone();
+        let ids: Vec<String> = c.cert_refs().map(|(id, _)| id.to_string()).collect();
+        for id in ids {
+            *c.certificate_mut(&id).unwrap() = reference.clone();
         }
     });
     reference
@@ -305,8 +301,8 @@ fn a_certificate_without_client_auth_fails_mutual_tls_and_routes_only() {
     let tmp = tempfile::tempdir().unwrap();
     let d = init(&tmp);
     let original = d.config().unwrap().connections[0]
-        .certificate
-        .clone()
+        .certificate()
+        .cloned()
         .unwrap();
     let ca = d.issuing_ca().unwrap();
     let spec = LeafSpec {
@@ -354,7 +350,7 @@ fn an_unknown_serial_is_an_unknown_certificate() {
     let d = init(&tmp);
     let serial = Serial::derive(b"never issued");
     edit_config(&d, |c| {
-        c.connections[0].certificate.as_mut().unwrap().serial = serial.clone();
+        c.certificate_mut("tls-5061").unwrap().serial = serial.clone();
     });
     let (code, findings) = doctor(d.root(), &[]);
     assert_eq!(

@@ -640,8 +640,8 @@ fn done_when_renewal_breaks_new_tls_and_a_restart_fails_tls_and_mtls_with_events
     let dir = init(&tmp);
     let ca = dir.join("ca.pem");
     let reference = Config::load(&dir.join("lcs.toml")).unwrap().connections[0]
-        .certificate
-        .clone()
+        .certificate()
+        .cloned()
         .unwrap();
 
     // `lcs-sim init demo && lcs-sim serve demo`; register and send a MESSAGE with sipsak.

@@ -89,7 +89,7 @@ pub fn run(args: ServeArgs) -> CmdResult {
             outln!(
                 "  NOT STARTED {:<19} {} (events {})",
                 f.id,
-                f.error,
+                f.cause,
                 ids.join(", ")
             );
         }

@@ -5,8 +5,8 @@
 //! simulation samples them into its time series.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -80,6 +80,13 @@ pub struct Metrics {
     pub routes: TransportCounters,
     /// Bytes on a TLS port that were not TLS.
     pub not_tls: AtomicU64,
+    /// Credentials swapped by a live rebind (one per connection changed).
+    pub swaps: AtomicU64,
+    /// Rebind requests refused (nothing swapped).
+    pub rebind_refusals: AtomicU64,
+    /// Renewed certificates auto-rebind found unusable and kept the current one for.
+    pub auto_rebind_refusals: AtomicU64,
+    listeners: Mutex<BTreeMap<String, Arc<TransportCounters>>>,
     sip: Mutex<SipCounters>,
 }
 
@@ -91,6 +98,26 @@ impl Metrics {
             Transport::Tls => &self.tls,
             Transport::Mtls => &self.mtls,
         }
+    }
+
+    /// The counters of one listener, by connection id (created on first use).
+    pub fn listener(&self, id: &str) -> Arc<TransportCounters> {
+        self.listeners
+            .lock()
+            .expect("metrics lock")
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Every listener's counters, by connection id.
+    pub fn listeners(&self) -> BTreeMap<String, Arc<TransportCounters>> {
+        self.listeners.lock().expect("metrics lock").clone()
+    }
+
+    /// The SIP core's counters as last published.
+    pub fn sip(&self) -> SipCounters {
+        *self.sip.lock().expect("metrics lock")
     }
 
     /// Publishes the SIP core's counters.
