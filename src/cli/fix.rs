@@ -6,20 +6,22 @@ use std::path::PathBuf;
 use clap::Args;
 use lcs_sim::certcheck::Problem;
 use lcs_sim::clock::{Clock, SystemClock};
-use lcs_sim::deployment::Deployment;
+use lcs_sim::deployment::{Deployment, FixOnDiskError};
 use lcs_sim::fix;
+use lcs_sim::server::admin::api::RebindStatus;
+use lcs_sim::server::admin::client::{self, LiveFixError};
 
 use super::{CmdResult, Failure};
 
 /// Point every connection and route that uses a renewed certificate at its successor ("Change
 /// Certificate" in the LCS admin tool), granting the service account read on the new key. Then
-/// restart `serve`. Without --connections every connection is fixed: forgetting the mutual-TLS
+/// restart `serve`, or pass --live to have the running `serve` swap its certificates without a
+/// restart. Without --connection every connection is fixed: forgetting the mutual-TLS
 /// connection or a route is the classic partial fix. A certificate that is expired or not yet
-/// valid is reported with the renewal that helps, and the exit status is 1: a rebind cannot
-/// fix it.
+/// valid is reported with the renewal that helps (exit 1): a rebind cannot fix it.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo"
+    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 a certificate is expired or not yet valid (renew it), or (--live) the running server refused a connection (nothing was swapped);\n2 bad input, or (--live) no server runs on DIR (nothing was changed)."
 )]
 pub struct FixArgs {
     /// The deployment folder.
@@ -28,49 +30,23 @@ pub struct FixArgs {
     #[arg(long = "connection", value_name = "ID")]
     connections: Vec<String>,
     /// Show the plan, change nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "live")]
     dry_run: bool,
+    /// Then have the running `lcs-sim serve DIR` swap to the fixed certificates live (found
+    /// through DIR/serve.json; POST /rebind on its admin endpoint). Established connections
+    /// carry on; new handshakes present the renewed certificate.
+    #[arg(long)]
+    live: bool,
 }
 
 pub fn run(args: FixArgs) -> CmdResult {
+    if args.live {
+        return run_live(&args);
+    }
     let d = Deployment::open(&args.dir)?;
-    let mut config = d.config()?;
-    fix::check_scope(&config, &args.connections)?;
-    let disk = d.store();
-    let config_path = d.config_path();
-    // Plan and apply under the store's lock, and write lcs.toml before letting go, so a
-    // `store renew` in another process cannot slip between the plan and the change.
-    let mut save_error = None;
-    let (plan, store) = if args.dry_run {
-        let store = disk.load()?;
-        (fix::plan(&config, &store, &args.connections), store)
-    } else {
-        disk.update(|store| {
-            let plan = fix::plan(&config, store, &args.connections);
-            if plan.unresolved.is_empty() && !plan.is_empty() {
-                fix::apply_to_store(&plan, store)?;
-                fix::apply_to_config(&plan, &mut config);
-                // If this fails the grant alone is harmless; running `fix` again completes it.
-                save_error = config.save(&config_path).err();
-            }
-            Ok((plan, store.clone()))
-        })?
-    };
-    if let Some(e) = save_error {
-        return Err(e.into());
-    }
-    for (id, reference) in &plan.unresolved {
-        eprintln!("{id}: {reference} names no certificate in the store, active or archived");
-    }
-    if !plan.unresolved.is_empty() {
-        return Err(anyhow::anyhow!(
-            "cannot fix {}: choose a certificate from `lcs-sim store list {} --all` and edit lcs.toml; nothing was changed",
-            plan.unresolved.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", "),
-            d.root().display()
-        )
-        .into());
-    }
-    let invalid = fix::outside_validity(&plan, &store, SystemClock.now_utc());
+    let plan = d.fix(&args.connections, args.dry_run).map_err(fix_error)?;
+    let config = d.config()?;
+    let invalid = fix::outside_validity(&plan, &d.store().load()?, SystemClock.now_utc());
     if plan.is_empty() && invalid.is_empty() {
         outln!(
             "Nothing to fix: every connection names an active certificate whose key {} can open.",
@@ -79,43 +55,29 @@ pub fn run(args: FixArgs) -> CmdResult {
         return Ok(());
     }
     print_plan(&plan);
-    if !plan.is_empty() {
-        if args.dry_run {
-            outln!("(dry run: nothing changed)");
-        } else {
-            outln!(
-                "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate.",
-                d.root().display()
-            );
+    if plan.is_empty() {
+        // Only certificates a rebind cannot help.
+    } else if args.dry_run {
+        outln!("(dry run: nothing changed)");
+    } else {
+        outln!(
+            "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate, or run `lcs-sim fix {} --live` while it runs.",
+            d.root().display(),
+            d.root().display()
+        );
+        let untouched: Vec<&str> = config
+            .cert_refs()
+            .map(|(c, _)| c)
+            .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
+            .collect();
+        if !args.connections.is_empty() && !untouched.is_empty() {
+            outln!("Not rebound (not asked for): {}", untouched.join(", "));
         }
-    }
-    let untouched: Vec<&str> = config
-        .cert_refs()
-        .map(|(c, _)| c)
-        .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
-        .collect();
-    if !args.dry_run && !args.connections.is_empty() && !untouched.is_empty() {
-        outln!("Not rebound (not asked for): {}", untouched.join(", "));
     }
     if invalid.is_empty() {
         return Ok(());
     }
     report_invalid(&invalid, &d)
-}
-
-fn print_plan(plan: &fix::FixPlan) {
-    for r in &plan.rebinds {
-        outln!(
-            "rebind {:<20} serial {} -> {} ({})",
-            r.connection,
-            r.from.serial,
-            r.to.serial,
-            r.thumbprint
-        );
-    }
-    for t in &plan.grants {
-        outln!("grant  {} read on the key of {t}", plan.principal);
-    }
 }
 
 /// Certificates a rebind cannot help: expired or not yet valid. Exit 1: not fixed.
@@ -151,4 +113,83 @@ fn report_invalid(invalid: &[fix::OutsideValidity], d: &Deployment) -> CmdResult
                 .join(", ")
         ),
     })
+}
+
+fn fix_error(e: FixOnDiskError) -> Failure {
+    if let FixOnDiskError::Unresolved { references, .. } = &e {
+        for (id, reference) in references {
+            eprintln!("{id}: {reference} names no certificate in the store, active or archived");
+        }
+    }
+    Failure {
+        code: 2,
+        error: e.into(),
+    }
+}
+
+fn print_plan(plan: &fix::FixPlan) {
+    for r in &plan.rebinds {
+        outln!(
+            "rebind {:<20} serial {} -> {} ({})",
+            r.connection,
+            r.from.serial,
+            r.to.serial,
+            r.thumbprint
+        );
+    }
+    for t in &plan.grants {
+        outln!("grant  {} read on the key of {t}", plan.principal);
+    }
+}
+
+fn run_live(args: &FixArgs) -> CmdResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime
+        .block_on(client::fix_live(&args.dir, &args.connections))
+        .map_err(|e| match e {
+            LiveFixError::Fix(e) => fix_error(e),
+            LiveFixError::Admin { .. } => Failure {
+                code: 1,
+                error: e.into(),
+            },
+            other => Failure {
+                code: 2,
+                error: other.into(),
+            },
+        })?;
+    if outcome.plan.is_empty() {
+        outln!("lcs.toml: nothing to fix on disk.");
+    } else {
+        print_plan(&outcome.plan);
+    }
+    for r in &outcome.response.results {
+        let serials = match (&r.from, &r.to) {
+            (Some(f), Some(t)) => format!("serial {} -> {}", f.serial, t.serial),
+            _ => String::new(),
+        };
+        let status = match r.status {
+            RebindStatus::Rebound => "rebound",
+            RebindStatus::Unchanged => "unchanged",
+            RebindStatus::Refused => "REFUSED",
+        };
+        let why = match (&r.reason, &r.message) {
+            (Some(reason), Some(m)) => format!("({reason}) {m}"),
+            _ => String::new(),
+        };
+        outln!("live   {:<20} {status:<9} {serials}{why}", r.connection);
+    }
+    if outcome.refused_any() {
+        return Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!(
+                "the running server refused the swap; nothing was swapped (lcs.toml is fixed: a restart would use it)"
+            ),
+        });
+    }
+    outln!(
+        "Fixed live: new handshakes present the renewed certificate; open connections carry on."
+    );
+    Ok(())
 }

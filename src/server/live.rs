@@ -61,6 +61,7 @@ pub async fn serve(
         .collect::<Result<_, _>>()
         .map_err(|e| bad_ca(e.to_string()))?;
     let listeners = config.connections.len();
+    let auto = options.auto_rebind || config.auto_rebind;
     let live = LiveStore::new(store, intermediates);
     let watcher = tokio::spawn(watch_disk(live.clone(), disk, loaded, store_poll));
     let ctx = ServiceContext {
@@ -70,8 +71,13 @@ pub async fn serve(
         clock,
         events: Arc::new(d.event_log()),
     };
+    let on_auto_rebind = match (&options.on_auto_rebind, auto) {
+        (None, true) => Some(record_in_config(d.clone())),
+        (other, _) => other.clone(),
+    };
     let options = ServiceOptions {
         default_max_connections: fd_budget(listeners),
+        on_auto_rebind,
         ..options
     };
     let running = start(TokioNet, ctx, options).await;
@@ -79,6 +85,31 @@ pub async fn serve(
         running,
         store: live,
         watcher,
+    })
+}
+
+/// Auto-rebind's record of what it swapped: the new references go into lcs.toml (an atomic
+/// write), so a restart binds the same certificates.
+fn record_in_config(d: Deployment) -> super::auto::OnRebound {
+    Arc::new(move |done: &[super::Rebound]| {
+        let path = d.config_path();
+        let result = d.config().and_then(|mut config| {
+            for r in done {
+                if let Some(slot) = config.certificate_mut(&r.connection) {
+                    *slot = r.to.clone();
+                }
+            }
+            config.save(&path)
+        });
+        match result {
+            Ok(()) => tracing::info!(
+                "auto-rebind recorded the new references in {}",
+                path.display()
+            ),
+            Err(e) => {
+                tracing::error!("auto-rebind swapped live but cannot record it in lcs.toml: {e}")
+            }
+        }
     })
 }
 

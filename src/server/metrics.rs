@@ -65,6 +65,10 @@ pub struct SipCounters {
     pub queue_depth: u64,
     /// Registered bindings now.
     pub registrations: u64,
+    /// SIP requests received (retransmissions included).
+    pub requests: u64,
+    /// SIP responses received.
+    pub responses: u64,
 }
 
 /// All counters of a service.
@@ -171,19 +175,27 @@ pub struct MetricsSnapshot {
 }
 
 impl MetricsSnapshot {
-    /// The one-line status `serve` prints.
+    /// The one-line status `serve` prints, with failures counted by reason.
     pub fn status_line(&self) -> String {
+        let failed = |t: &TransportSnapshot| {
+            if t.failures.is_empty() {
+                format!("{} failed", t.handshakes_failed)
+            } else {
+                let by: Vec<String> = t.failures.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                format!("{} failed: {}", t.handshakes_failed, by.join(", "))
+            }
+        };
         format!(
-            "tls {} open ({} ok, {} failed) | mtls {} open ({} ok, {} failed) | tcp {} open | routes {} up ({} failed) | msgs routed {} queued {} timed out {} waiting {} | registered {}",
+            "tls {} open ({} ok, {}) | mtls {} open ({} ok, {}) | tcp {} open | routes {} up ({}) | msgs routed {} queued {} timed out {} waiting {} | registered {}",
             self.tls.established,
             self.tls.handshakes_ok,
-            self.tls.handshakes_failed,
+            failed(&self.tls),
             self.mtls.established,
             self.mtls.handshakes_ok,
-            self.mtls.handshakes_failed,
+            failed(&self.mtls),
             self.tcp.established,
             self.routes.established,
-            self.routes.handshakes_failed,
+            failed(&self.routes),
             self.sip.routed,
             self.sip.queued,
             self.sip.timed_out,

@@ -13,11 +13,16 @@
 //!   `route`: dialling static routes;
 //! - [`service`]: the running service: what started, rebind, stop;
 //! - [`reason`]: why a handshake failed, typed;
+//! - [`auto`]: auto-rebind of renewed certificates, driven by store changes;
 //! - [`tls`]: rustls configurations on the injected clock;
 //! - [`metrics`], [`log`]: counters and the rate-limited application log;
 //! - [`net`]: the listener / dialler abstraction;
-//! - [`live`]: a deployment folder's service on real sockets (`serve`, tests, benches).
+//! - [`live`]: a deployment folder's service on real sockets (`serve`, tests, benches);
+//! - [`admin`]: the loopback admin endpoint (`/healthz`, `/metrics`, `/certs`, `POST /rebind`),
+//!   `serve.json`, and the client `fix --live` uses.
 
+pub mod admin;
+pub mod auto;
 pub mod credentials;
 pub mod live;
 pub mod log;

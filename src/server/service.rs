@@ -36,6 +36,12 @@ pub struct ServiceOptions {
     /// The per-listener connection cap when `lcs.toml` sets none (default 4096; live mode
     /// derives it from the process's file-descriptor limit, see [`fd_budget`](super::live::fd_budget)).
     pub default_max_connections: u32,
+    /// Swap renewed certificates in by themselves (also `[service] auto_rebind` in lcs.toml;
+    /// either turns it on). Default off.
+    pub auto_rebind: bool,
+    /// Called after auto-rebind swapped certificates, to record the new references (live mode
+    /// writes lcs.toml). Default none.
+    pub on_auto_rebind: Option<super::auto::OnRebound>,
 }
 
 impl Default for ServiceOptions {
@@ -45,6 +51,8 @@ impl Default for ServiceOptions {
             log_interval: Duration::from_secs(60),
             instance: 0,
             default_max_connections: 4096,
+            auto_rebind: false,
+            on_auto_rebind: None,
         }
     }
 }
@@ -56,6 +64,7 @@ impl std::fmt::Debug for ServiceOptions {
             .field("log_interval", &self.log_interval)
             .field("instance", &self.instance)
             .field("default_max_connections", &self.default_max_connections)
+            .field("auto_rebind", &self.auto_rebind)
             .finish()
     }
 }
@@ -164,7 +173,7 @@ pub enum RebindRefusal {
         connection: String,
     },
     /// The new certificate cannot be used by this connection.
-    #[error("{connection}: {error}")]
+    #[error("{error}")]
     Unusable {
         /// The connection.
         connection: String,
@@ -316,6 +325,8 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     /// Credentials by connection or route id (those acquired at start).
     pub credentials: BTreeMap<String, Arc<Credential>>,
+    /// What an operator should know at start (a bound certificate expired or not yet valid).
+    pub warnings: Vec<String>,
     pub(crate) handle: Arc<ServiceHandle>,
     pub(crate) to_driver: mpsc::UnboundedSender<ToDriver>,
     pub(crate) driver: JoinHandle<()>,

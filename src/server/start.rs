@@ -60,6 +60,7 @@ struct Starting {
     failed: Vec<StartFailure>,
     credentials: BTreeMap<String, Arc<Credential>>,
     listeners: Vec<ListenerInfo>,
+    warnings: Vec<String>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -82,6 +83,7 @@ pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions
         failed: Vec::new(),
         credentials: BTreeMap::new(),
         listeners: Vec::new(),
+        warnings: Vec::new(),
         tasks: Vec::new(),
     };
     // Routes first, so the dialer knows them.
@@ -114,7 +116,15 @@ pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions
     );
     s.warn_out_of_validity();
     s.log_started();
-    s.finish(driver)
+    let auto = s.opts.auto_rebind || s.ctx.config.auto_rebind;
+    let changes = s.ctx.store.subscribe();
+    let on_rebound = s.opts.on_auto_rebind.clone();
+    let mut running = s.finish(driver);
+    if auto {
+        let task = super::auto::auto_rebind(running.handle(), changes, on_rebound);
+        running.tasks.push(tokio::spawn(task));
+    }
+    running
 }
 
 impl Starting {
@@ -263,7 +273,7 @@ impl Starting {
     }
 
     /// Warns (14353) about every bound certificate outside its validity now.
-    fn warn_out_of_validity(&self) {
+    fn warn_out_of_validity(&mut self) {
         let now = self.ctx.clock.now_utc();
         let snapshot = self.ctx.store.snapshot();
         for (id, credential) in &self.credentials {
@@ -278,19 +288,17 @@ impl Starting {
             } else {
                 continue;
             };
+            let message = format!(
+                "The certificate of connection {id} (serial {}) is {problem}: clients will reject it. Renew it and rebind (`lcs-sim fix DIR --live`).",
+                info.serial
+            );
+            self.warnings.push(message.clone());
             let log = &self.log;
             log.record(
-                log.event(
-                    ids::CERTIFICATE_OUT_OF_VALIDITY,
-                    Level::Warning,
-                    format!(
-                        "The certificate of connection {id} (serial {}) is {problem}: clients will reject it. Renew it and rebind (`lcs-sim fix DIR --live`).",
-                        info.serial
-                    ),
-                )
-                .with("connection", id.as_str())
-                .with("serial", info.serial.as_str())
-                .with("thumbprint", info.thumbprint.as_str()),
+                log.event(ids::CERTIFICATE_OUT_OF_VALIDITY, Level::Warning, message)
+                    .with("connection", id.as_str())
+                    .with("serial", info.serial.as_str())
+                    .with("thumbprint", info.thumbprint.as_str()),
             );
         }
     }
@@ -341,6 +349,7 @@ impl Starting {
             failed: self.failed,
             metrics: self.metrics,
             credentials: self.credentials,
+            warnings: self.warnings,
             handle,
             to_driver: self.to_driver,
             driver,
