@@ -516,13 +516,17 @@ fn running_findings(
         // Not started: the configured reference's findings say why.
         return Vec::new();
     };
-    if bound.serial == reference.serial && bound.issuer == reference.issuer {
+    // The server reports hex strings; parsing normalises case and separators.
+    let Ok(serial) = Serial::try_from(bound.serial.clone()) else {
+        return Vec::new();
+    };
+    if serial == reference.serial && bound.issuer == reference.issuer {
         // The same certificate: the store checks above already cover its key.
         return Vec::new();
     }
     let summary = CertSummary {
-        thumbprint: Some(bound.thumbprint.clone()),
-        serial: bound.serial.clone(),
+        thumbprint: Thumbprint::try_from(bound.thumbprint.clone()).ok(),
+        serial,
         issuer: bound.issuer.clone(),
     };
     let mut out = vec![Finding {
