@@ -368,13 +368,8 @@ pub fn renewal_event(r: &Renewal, now: OffsetDateTime) -> Event {
 #[non_exhaustive]
 pub enum FixOnDiskError {
     /// A connection asked for does not use a certificate (or does not exist).
-    #[error("--connection `{id}` is not a connection that uses a certificate (known: {})", .known.join(", "))]
-    UnknownConnection {
-        /// The id asked for.
-        id: String,
-        /// The ids that use a certificate.
-        known: Vec<String>,
-    },
+    #[error(transparent)]
+    Scope(#[from] crate::fix::FixError),
     /// Some references name no certificate in the store at all; nothing was changed.
     #[error("cannot fix {}: choose a certificate from `lcs-sim store list {} --all` and edit lcs.toml; nothing was changed", .ids.join(", "), .dir.display())]
     Unresolved {
@@ -401,12 +396,7 @@ impl Deployment {
         dry_run: bool,
     ) -> Result<crate::fix::FixPlan, FixOnDiskError> {
         let mut config = self.config().map_err(DeploymentError::from)?;
-        // The one place a fix's scope is checked.
-        if let Err(crate::fix::FixError::UnknownConnection { id, known }) =
-            crate::fix::check_scope(&config, scope)
-        {
-            return Err(FixOnDiskError::UnknownConnection { id, known });
-        }
+        crate::fix::check_scope(&config, scope)?;
         let disk = self.store();
         let config_path = self.config_path();
         let mut save_error = None;

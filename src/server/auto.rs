@@ -77,11 +77,12 @@ pub(crate) fn step(
             issuer: next.info.issuer.clone(),
             serial: next.info.serial.clone(),
         };
-        match credential.prepare(&to) {
-            Ok(_) => targets.push(RebindTarget {
-                connection: id.clone(),
-                to,
-            }),
+        let target = RebindTarget {
+            connection: id.clone(),
+            to: to.clone(),
+        };
+        match handle.validate(&target) {
+            Ok(_) => targets.push(target),
             Err(e) => {
                 if reported.insert((id.clone(), next.thumbprint().clone())) {
                     handle

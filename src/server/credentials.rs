@@ -65,6 +65,11 @@ impl LiveStore {
         })
     }
 
+    /// The certificates sent after each leaf (the issuing CA).
+    pub fn intermediates(&self) -> Vec<CertificateDer<'static>> {
+        self.chain_tail.as_ref().clone()
+    }
+
     /// How many times the store was replaced since it was loaded.
     pub fn version(&self) -> u64 {
         *self.version.borrow()

@@ -19,7 +19,11 @@ use crate::clock::Clock;
 use crate::config::{CertRef, Config, Transport};
 use crate::eventlog::{Level, ids};
 
-use super::credentials::{Credential, CredentialError, LiveStore};
+use rustls::RootCertStore;
+
+use crate::certcheck::{Need, Usage};
+
+use super::credentials::{Credential, CredentialError, LiveStore, PreparedBind};
 use super::driver::ToDriver;
 use super::log::ServiceLog;
 use super::metrics::Metrics;
@@ -172,13 +176,22 @@ pub enum RebindRefusal {
         /// The id asked for.
         connection: String,
     },
-    /// The new certificate cannot be used by this connection.
+    /// The new certificate cannot be used by this connection (not found, key unreadable).
     #[error("{error}")]
     Unusable {
         /// The connection.
         connection: String,
         /// Why.
         error: CredentialError,
+    },
+    /// The new certificate is found and its key opens, but it cannot serve the connection
+    /// (outside its validity, wrong name, missing EKU, untrusted chain).
+    #[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        /// The connection.
+        connection: String,
+        /// Every problem [`certcheck`](crate::certcheck) found.
+        problems: Vec<crate::certcheck::Problem>,
     },
 }
 
@@ -187,7 +200,8 @@ impl RebindRefusal {
     pub fn connection(&self) -> &str {
         match self {
             RebindRefusal::NotRunning { connection }
-            | RebindRefusal::Unusable { connection, .. } => connection,
+            | RebindRefusal::Unusable { connection, .. }
+            | RebindRefusal::Invalid { connection, .. } => connection,
         }
     }
 
@@ -196,6 +210,9 @@ impl RebindRefusal {
         match self {
             RebindRefusal::NotRunning { .. } => "not_running",
             RebindRefusal::Unusable { error, .. } => error.reason(),
+            RebindRefusal::Invalid { problems, .. } => {
+                problems.first().map_or("invalid", |p| p.code())
+            }
         }
     }
 }
@@ -217,6 +234,8 @@ pub struct ServiceHandle {
     pub store: Arc<LiveStore>,
     /// Wall time.
     pub clock: Arc<dyn Clock>,
+    /// The deployment's trust anchors (what a new certificate's chain must verify to).
+    pub roots: Arc<RootCertStore>,
     pub(crate) log: Arc<ServiceLog>,
 }
 
@@ -230,18 +249,9 @@ impl ServiceHandle {
         let mut prepared = Vec::new();
         let mut refused = Vec::new();
         for t in targets {
-            let Some(credential) = self.credentials.get(&t.connection) else {
-                refused.push(RebindRefusal::NotRunning {
-                    connection: t.connection.clone(),
-                });
-                continue;
-            };
-            match credential.prepare(&t.to) {
-                Ok(p) => prepared.push((t, credential, p)),
-                Err(error) => refused.push(RebindRefusal::Unusable {
-                    connection: t.connection.clone(),
-                    error,
-                }),
+            match self.validate(t) {
+                Ok((credential, p)) => prepared.push((t, credential, p)),
+                Err(r) => refused.push(r),
             }
         }
         if !refused.is_empty() {
@@ -262,6 +272,55 @@ impl ServiceHandle {
         }
         self.log_rebound(&done);
         Ok(done)
+    }
+
+    /// Validates one target without swapping: the certificate is found by issuer + serial and
+    /// its key opens as the service principal ([`Credential::prepare`]), and
+    /// [`certcheck::check`](crate::certcheck::check) finds nothing wrong for what the
+    /// connection does with it (validity now, the server's name, EKUs, chain to the
+    /// deployment's CA).
+    pub fn validate(
+        &self,
+        t: &RebindTarget,
+    ) -> Result<(Arc<Credential>, PreparedBind), RebindRefusal> {
+        let Some(credential) = self.credentials.get(&t.connection) else {
+            return Err(RebindRefusal::NotRunning {
+                connection: t.connection.clone(),
+            });
+        };
+        let prepared = credential
+            .prepare(&t.to)
+            .map_err(|error| RebindRefusal::Unusable {
+                connection: t.connection.clone(),
+                error,
+            })?;
+        let usage = match self
+            .config
+            .connections
+            .iter()
+            .find(|c| c.id == t.connection)
+        {
+            Some(c) => Usage::of_listener(c.transport()).unwrap_or(Usage::Server),
+            None => Usage::ROUTE,
+        };
+        let intermediates = self.store.intermediates();
+        let need = Need {
+            principal: credential.principal(),
+            server_name: &self.config.service.server,
+            usage,
+            roots: &self.roots,
+            intermediates: &intermediates,
+            now: self.clock.now_utc(),
+        };
+        let problems =
+            crate::certcheck::check(&self.store.snapshot().store, prepared.thumbprint(), &need);
+        if !problems.is_empty() {
+            return Err(RebindRefusal::Invalid {
+                connection: t.connection.clone(),
+                problems,
+            });
+        }
+        Ok((credential.clone(), prepared))
     }
 
     fn log_rebound(&self, done: &[Rebound]) {

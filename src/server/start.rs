@@ -222,6 +222,8 @@ impl Starting {
                     .with("connection", c.id.as_str())
                     .with("endpoint", endpoint.to_string()),
                 );
+                // Not running: its credential is no one's to rebind or to report as healthy.
+                self.credentials.remove(&c.id);
                 let cause = StartCause::Bind {
                     endpoint,
                     kind: e.kind(),
@@ -342,6 +344,7 @@ impl Starting {
             failed: self.failed.clone(),
             store: self.ctx.store,
             clock: self.ctx.clock,
+            roots: self.ctx.roots,
             log: self.log,
         });
         Running {

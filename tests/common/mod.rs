@@ -1,6 +1,8 @@
 //! Shared scaffolding for tests that run the service live on loopback.
 #![allow(dead_code, reason = "each test file uses a different part")]
 
+pub mod cli;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -48,25 +48,25 @@ pub(super) fn encode(handle: &ServiceHandle) -> String {
     counter(
         &mut registry,
         "credential_swaps",
-        "Credentials swapped by a live rebind.",
+        "Credentials swapped by a live rebind",
         m.swaps.load(Ordering::Relaxed),
     );
     counter(
         &mut registry,
         "rebind_refusals",
-        "Rebind requests refused (nothing swapped).",
+        "Rebind requests refused (nothing swapped)",
         m.rebind_refusals.load(Ordering::Relaxed),
     );
     counter(
         &mut registry,
         "auto_rebind_refusals",
-        "Renewed certificates auto-rebind could not use.",
+        "Renewed certificates auto-rebind could not use",
         m.auto_rebind_refusals.load(Ordering::Relaxed),
     );
     counter(
         &mut registry,
         "store_reloads",
-        "Times the certificate store was reloaded.",
+        "Times the certificate store was reloaded",
         handle.store.version(),
     );
     let usable = Family::<Labels, Gauge>::default();
@@ -76,7 +76,7 @@ pub(super) fn encode(handle: &ServiceHandle) -> String {
     }
     registry.register(
         "credential_usable",
-        "1 when the bound key opens as the service principal now.",
+        "1 when the bound key opens as the service principal now",
         usable,
     );
     let mut out = String::new();
@@ -125,17 +125,17 @@ fn listeners(registry: &mut Registry, handle: &ServiceHandle) {
     }
     registry.register(
         "tls_handshakes",
-        "TLS handshakes by listener, result and reason.",
+        "TLS handshakes by listener, result and reason",
         handshakes,
     );
     registry.register(
         "connections_refused",
-        "Connections closed before any handshake (max_connections).",
+        "Connections closed before any handshake (max_connections)",
         refused,
     );
     registry.register(
         "open_connections",
-        "Connections open now, by listener.",
+        "Connections open now, by listener",
         open,
     );
 }
@@ -150,7 +150,7 @@ fn routes(registry: &mut Registry, handle: &ServiceHandle) {
     }
     registry.register(
         "route_failures",
-        "Route dials that failed, by reason.",
+        "Route dials that failed, by reason",
         failures,
     );
     let up = Family::<Labels, Gauge>::default();
@@ -165,13 +165,13 @@ fn routes(registry: &mut Registry, handle: &ServiceHandle) {
     }
     registry.register(
         "route_up",
-        "1 when the route started and its credential opens now.",
+        "1 when the route started and its credential opens now",
         up,
     );
     gauge(
         registry,
         "route_open_connections",
-        "Route connections open now.",
+        "Route connections open now",
         routes.established.load(Ordering::Relaxed),
     );
 }
@@ -181,43 +181,43 @@ fn sip(registry: &mut Registry, handle: &ServiceHandle) {
     gauge(
         registry,
         "registered_users",
-        "Registration bindings now.",
+        "Registration bindings now",
         s.registrations,
     );
     gauge(
         registry,
         "message_queue_depth",
-        "MESSAGEs waiting for a route connection now.",
+        "MESSAGEs waiting for a route connection now",
         s.queue_depth,
     );
     counter(
         registry,
         "messages_timed_out",
-        "MESSAGEs answered 408 at Timer F.",
+        "MESSAGEs answered 408 at Timer F",
         s.timed_out,
     );
     counter(
         registry,
         "messages_routed",
-        "MESSAGEs delivered (a 2xx relayed back).",
+        "MESSAGEs delivered (a 2xx relayed back)",
         s.routed,
     );
     counter(
         registry,
         "messages_queued",
-        "MESSAGEs that had to wait for a route connection.",
+        "MESSAGEs that had to wait for a route connection",
         s.queued,
     );
     counter(
         registry,
         "sip_requests",
-        "SIP requests received (retransmissions included).",
+        "SIP requests received (retransmissions included)",
         s.requests,
     );
     counter(
         registry,
         "sip_responses",
-        "SIP responses received.",
+        "SIP responses received",
         s.responses,
     );
 }
