@@ -616,3 +616,36 @@ impl Trust {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialise_as_their_stable_names() {
+        for code in [
+            Code::ArchivedReference,
+            Code::KeyUnreadable,
+            Code::SuccessorKeyUnreadable,
+            Code::Expired,
+            Code::Expiring,
+            Code::NotYetValid,
+            Code::NameMismatch,
+            Code::EkuMissing,
+            Code::ChainUntrusted,
+            Code::UnknownCertificate,
+            Code::RunningDiffers,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        assert_eq!(serde_json::to_value(Severity::Warning).unwrap(), "warning");
+    }
+
+    #[test]
+    fn remedies_quote_paths_a_shell_would_split() {
+        assert_eq!(quote(Path::new("demo")), "demo");
+        assert_eq!(quote(Path::new("/tmp/a-b_c.d")), "/tmp/a-b_c.d");
+        assert_eq!(quote(Path::new("my demo")), "'my demo'");
+        assert_eq!(quote(Path::new("it's")), r"'it'\''s'");
+    }
+}
