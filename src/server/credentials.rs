@@ -402,3 +402,66 @@ impl ResolvesClientCert for StoreClientResolver {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::deployment::{Deployment, InitOptions};
+    use crate::store::Right;
+
+    fn credential() -> (tempfile::TempDir, Arc<LiveStore>, Arc<Credential>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (d, _) = Deployment::init(
+            tmp.path().join("d"),
+            &InitOptions::default(),
+            SystemClock.now_utc(),
+        )
+        .unwrap();
+        let config = d.config().unwrap();
+        let live = LiveStore::new(d.store().load().unwrap(), Vec::new());
+        let (_, reference) = config.cert_refs().next().unwrap();
+        let c = Credential::acquire(reference, "RTCService", live.clone()).unwrap();
+        (tmp, live, c)
+    }
+
+    #[test]
+    fn the_parsed_key_is_cached_per_snapshot_but_the_acl_is_checked_every_time() {
+        let (_tmp, live, c) = credential();
+        let first = c.certified_key().unwrap();
+        assert!(Arc::ptr_eq(&first, &c.certified_key().unwrap()), "cached");
+
+        // The ACL is re-checked on every call, cache or not: KB836410 bites at once.
+        let t = c.thumbprint();
+        live.update(|s| s.revoke(&t, "RTCService", None).unwrap());
+        assert!(matches!(
+            c.certified_key(),
+            Err(CredentialError::KeyAccessDenied { .. })
+        ));
+
+        // A new snapshot parses afresh (nothing stale survives a store change).
+        live.update(|s| s.grant(&t, "RTCService", Right::Read).unwrap());
+        let again = c.certified_key().unwrap();
+        assert!(!Arc::ptr_eq(&first, &again));
+        assert_eq!(live.version(), 2);
+    }
+
+    #[test]
+    fn a_refused_prepare_binds_nothing() {
+        let (_tmp, live, c) = credential();
+        let before = c.reference();
+        let mut missing = before.clone();
+        missing.serial = crate::pki::Serial::derive(b"not in the store");
+        assert!(matches!(
+            c.prepare(&missing),
+            Err(CredentialError::NotFound { .. })
+        ));
+        let t = c.thumbprint();
+        live.update(|s| s.revoke(&t, "RTCService", None).unwrap());
+        assert!(matches!(
+            c.prepare(&before),
+            Err(CredentialError::KeyAccessDenied { .. })
+        ));
+        assert_eq!(c.reference(), before, "a refused prepare binds nothing");
+    }
+}
