@@ -516,13 +516,17 @@ fn running_findings(
         // Not started: the configured reference's findings say why.
         return Vec::new();
     };
-    if bound.serial == reference.serial && bound.issuer == reference.issuer {
+    // The server reports hex strings; parsing normalises case and separators.
+    let Ok(serial) = Serial::try_from(bound.serial.clone()) else {
+        return Vec::new();
+    };
+    if serial == reference.serial && bound.issuer == reference.issuer {
         // The same certificate: the store checks above already cover its key.
         return Vec::new();
     }
     let summary = CertSummary {
-        thumbprint: Some(bound.thumbprint.clone()),
-        serial: bound.serial.clone(),
+        thumbprint: Thumbprint::try_from(bound.thumbprint.clone()).ok(),
+        serial,
         issuer: bound.issuer.clone(),
     };
     let mut out = vec![Finding {
@@ -610,5 +614,38 @@ impl Trust {
             roots: Arc::new(roots),
             intermediates: vec![first.clone()],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialise_as_their_stable_names() {
+        for code in [
+            Code::ArchivedReference,
+            Code::KeyUnreadable,
+            Code::SuccessorKeyUnreadable,
+            Code::Expired,
+            Code::Expiring,
+            Code::NotYetValid,
+            Code::NameMismatch,
+            Code::EkuMissing,
+            Code::ChainUntrusted,
+            Code::UnknownCertificate,
+            Code::RunningDiffers,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        assert_eq!(serde_json::to_value(Severity::Warning).unwrap(), "warning");
+    }
+
+    #[test]
+    fn remedies_quote_paths_a_shell_would_split() {
+        assert_eq!(quote(Path::new("demo")), "demo");
+        assert_eq!(quote(Path::new("/tmp/a-b_c.d")), "/tmp/a-b_c.d");
+        assert_eq!(quote(Path::new("my demo")), "'my demo'");
+        assert_eq!(quote(Path::new("it's")), r"'it'\''s'");
     }
 }
