@@ -153,6 +153,17 @@ pub struct RebindTarget {
     pub to: CertRef,
 }
 
+impl From<&crate::fix::Rebind> for RebindTarget {
+    /// The live half of a planned fix: the simulation's `rebind` step swaps
+    /// `plan.rebinds.iter().map(RebindTarget::from)` through [`ServiceHandle::rebind`].
+    fn from(r: &crate::fix::Rebind) -> Self {
+        RebindTarget {
+            connection: r.connection.clone(),
+            to: r.to.clone(),
+        }
+    }
+}
+
 /// What a rebind did to one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rebound {
