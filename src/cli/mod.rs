@@ -4,6 +4,7 @@
 mod events;
 mod fix;
 mod init;
+mod load;
 mod out;
 mod output;
 mod reproduce;
@@ -60,6 +61,8 @@ enum Command {
     Serve(serve::ServeArgs),
     Events(events::EventsArgs),
     Fix(fix::FixArgs),
+    #[command(subcommand)]
+    Load(load::LoadCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Events(args) => events::run(args),
         Command::Fix(args) => fix::run(args),
+        Command::Load(cmd) => load::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
