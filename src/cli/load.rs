@@ -89,7 +89,7 @@ enum Tls {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Length of the run (e.g. 10s, 2m).
-    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, default_value = "10s", value_parser = positive_duration, allow_hyphen_values = true)]
     duration: Duration,
     /// Shard INDEX/COUNT of a run spread over COUNT processes (from 0, e.g. 0/4): disjoint users
     /// and Call-IDs, the rate and users divided. Merge the JSON reports with `load merge`.
@@ -141,7 +141,7 @@ pub struct HandshakeArgs {
     concurrency: Option<u32>,
     /// Open loop: new connections per second, on a fixed schedule (latency from the scheduled
     /// time).
-    #[arg(long, value_parser = positive_rate)]
+    #[arg(long, value_parser = positive_rate, allow_negative_numbers = true)]
     rate: Option<f64>,
     /// Bare handshakes: no OPTIONS.
     #[arg(long)]
@@ -178,7 +178,7 @@ pub struct MessageArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     users: u64,
     /// MESSAGEs per second, on a fixed schedule.
-    #[arg(long, default_value = "100", value_parser = positive_rate)]
+    #[arg(long, default_value = "100", value_parser = positive_rate, allow_negative_numbers = true)]
     rate: f64,
     /// Share of MESSAGEs to the federated domain (0 to 1).
     #[arg(long, default_value_t = 0.0, value_parser = ratio)]
