@@ -37,8 +37,30 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
-/// One round: (operations per second, failures).
-type Round = (f64, u64);
+/// One round.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    /// Successful operations per second.
+    rate: f64,
+    /// Failed operations (they void the figure).
+    failed: u64,
+    /// CPU time of the whole process (servers and clients) per successful operation, µs.
+    cpu_us: f64,
+}
+
+/// Times `f`, returning its (ok, failed) as a [`Round`] over `secs`.
+async fn timed<F: std::future::Future<Output = (u64, u64)>>(secs: Duration, f: F) -> Round {
+    let cpu0 = cpu_time();
+    let (ok, failed) = f.await;
+    let cpu = cpu0
+        .zip(cpu_time())
+        .map_or(f64::NAN, |(a, b)| (b - a).as_secs_f64());
+    Round {
+        rate: ok as f64 / secs.as_secs_f64(),
+        failed,
+        cpu_us: cpu * 1e6 / ok.max(1) as f64,
+    }
+}
 
 struct Settings {
     warmup: Duration,
@@ -109,10 +131,13 @@ async fn target(f: &Fixture, addr: SocketAddr) -> Target {
 }
 
 /// The generator, closed loop: successes per second (and failures, which void the figure).
-async fn generator_round(t: &Target, clients: usize, secs: Duration) -> (f64, u64) {
-    let recorder = Arc::new(Recorder::new(monotonic_now()));
-    let r = load::run(t.clone(), options(Load::Closed(clients), secs), recorder).await;
-    (r.ok as f64 / secs.as_secs_f64(), r.failed)
+async fn generator_round(t: &Target, clients: usize, secs: Duration) -> Round {
+    timed(secs, async {
+        let recorder = Arc::new(Recorder::new(monotonic_now()));
+        let r = load::run(t.clone(), options(Load::Closed(clients), secs), recorder).await;
+        (r.ok, r.failed)
+    })
+    .await
 }
 
 /// The minimal tokio-rustls client loop.
@@ -122,7 +147,17 @@ async fn minimal_round(
     request: &Arc<Vec<u8>>,
     clients: usize,
     secs: Duration,
-) -> (f64, u64) {
+) -> Round {
+    timed(secs, minimal(addr, client, request, clients, secs)).await
+}
+
+async fn minimal(
+    addr: SocketAddr,
+    client: &Arc<rustls::ClientConfig>,
+    request: &Arc<Vec<u8>>,
+    clients: usize,
+    secs: Duration,
+) -> (u64, u64) {
     let deadline = monotonic_now() + secs;
     let connector = TlsConnector::from(client.clone());
     let tasks: Vec<_> = (0..clients)
@@ -166,7 +201,7 @@ async fn minimal_round(
         ok += o;
         failed += f;
     }
-    (ok as f64 / secs.as_secs_f64(), failed)
+    (ok, failed)
 }
 
 async fn throughput(f: &Fixture, s: &Settings, handshake: bool, generator: bool) {
@@ -260,22 +295,37 @@ where
 }
 
 fn table(b_name: &str, o_name: &str, ratio_name: &str, rows: &[(Round, Round)], goal: f64) {
-    println!("| pair | {b_name} | {o_name} | {ratio_name} |");
-    println!("| ---: | ---: | ---: | ---: |");
-    for (i, ((b, _), (o, _))) in rows.iter().enumerate() {
-        println!("| {} | {b:.0} | {o:.0} | {:.3} |", i + 1, o / b);
+    println!(
+        "| pair | {b_name} | {o_name} | {ratio_name} | baseline CPU/op (us) | ours CPU/op (us) |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (i, (b, o)) in rows.iter().enumerate() {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.3} | {:.0} | {:.0} |",
+            i + 1,
+            b.rate,
+            o.rate,
+            o.rate / b.rate,
+            b.cpu_us,
+            o.cpu_us
+        );
     }
-    let ratios: Vec<f64> = rows.iter().map(|((b, _), (o, _))| o / b).collect();
+    let ratios: Vec<f64> = rows.iter().map(|(b, o)| o.rate / b.rate).collect();
+    let cpu: Vec<f64> = rows.iter().map(|(b, o)| b.cpu_us / o.cpu_us).collect();
     let (lo, hi) = spread(&ratios);
+    let (clo, chi) = spread(&cpu);
     let ratio = median(ratios);
     println!(
-        "| median | {:.0} | {:.0} | **{ratio:.3}** |",
-        median(rows.iter().map(|r| r.0.0).collect()),
-        median(rows.iter().map(|r| r.1.0).collect())
+        "| median | {:.0} | {:.0} | **{ratio:.3}** | {:.0} | {:.0} |",
+        median(rows.iter().map(|r| r.0.rate).collect()),
+        median(rows.iter().map(|r| r.1.rate).collect()),
+        median(rows.iter().map(|r| r.0.cpu_us).collect()),
+        median(rows.iter().map(|r| r.1.cpu_us).collect()),
     );
-    let failed: u64 = rows.iter().map(|r| r.0.1 + r.1.1).sum();
+    let failed: u64 = rows.iter().map(|(b, o)| b.failed + o.failed).sum();
     println!(
-        "{ratio_name}: {ratio:.3} (goal >= {goal}; per-pair spread {lo:.3}..{hi:.3}); failures during the rounds: {failed}"
+        "{ratio_name}: {ratio:.3} (goal >= {goal}; per-pair spread {lo:.3}..{hi:.3}); CPU per operation baseline / ours: {:.3} (spread {clo:.3}..{chi:.3}); failures during the rounds: {failed}",
+        median(cpu)
     );
 }
 
