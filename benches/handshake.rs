@@ -237,7 +237,7 @@ async fn start_baseline(
         .iter()
         .find(|c| c.id == LISTENER)
         .expect("the TLS connection in lcs.toml");
-    let reference = conn.certificate.as_ref().expect("a certificate reference");
+    let reference = conn.certificate().expect("a certificate reference");
     let cert = store
         .find_by_issuer_serial(&reference.issuer, &reference.serial)
         .expect("the certificate");

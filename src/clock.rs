@@ -40,29 +40,6 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that stands still until moved: tests and fixtures.
-#[derive(Debug)]
-pub struct FixedClock(std::sync::Mutex<SystemTime>);
-
-impl FixedClock {
-    /// A clock showing `at`.
-    pub fn new(at: SystemTime) -> Self {
-        Self(std::sync::Mutex::new(at))
-    }
-
-    /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: std::time::Duration) {
-        let mut t = self.0.lock().expect("clock lock poisoned");
-        *t += by;
-    }
-}
-
-impl Clock for FixedClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().expect("clock lock poisoned")
-    }
-}
-
 /// Monotonic time from tokio's clock: virtual when the runtime's time is paused or simulated
 /// (turmoil), real otherwise. The SIP core's timers run on it.
 pub fn monotonic_now() -> std::time::Instant {

@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::pki::Serial;
 
+mod kinds;
+
+pub use kinds::{Connection, HostPort, HostPortError, ListenerKind, TlsVersion};
+
 /// `lcs.toml` could not be used: which file, which line or field, what to do.
 pub type ConfigError = crate::input::FileError;
 
@@ -96,6 +100,10 @@ pub struct SipSettings {
     pub max_expires_s: u32,
     /// Idle connections are closed after this many seconds (default 300).
     pub idle_timeout_s: u64,
+    /// Most connections open at once on each TCP listener; past it a new connection is closed
+    /// at once. Default: a share of the process's file-descriptor limit, with headroom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
 
 impl Default for SipSettings {
@@ -106,6 +114,7 @@ impl Default for SipSettings {
             min_expires_s: 60,
             max_expires_s: 3600,
             idle_timeout_s: 300,
+            max_connections: None,
         }
     }
 }
@@ -117,37 +126,39 @@ pub struct TlsSettings {
     /// Send TLS 1.3 session tickets (default false: sipsak mishandles them).
     pub session_tickets: bool,
     /// Lowest TLS version offered, `"1.2"` or `"1.3"` (default `"1.2"`).
-    pub min_version: String,
+    pub min_version: TlsVersion,
     /// A handshake not finished after this many milliseconds is abandoned (default 10 000).
     pub handshake_timeout_ms: u64,
+    /// Most connections open at once (handshaking or established) on each TLS or mutual-TLS
+    /// listener; past it a new connection is closed before any handshake. Default: a share of
+    /// the process's file-descriptor limit, with headroom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
 
 impl Default for TlsSettings {
     fn default() -> Self {
         Self {
             session_tickets: false,
-            min_version: "1.2".into(),
+            min_version: TlsVersion::V1_2,
             handshake_timeout_ms: 10_000,
+            max_connections: None,
         }
     }
 }
 
-/// A listening connection (`MSFT_SIPListeningAddressData`).
+/// The admin endpoint (`/healthz`, `/metrics`, `/certs`, `POST /rebind`), on loopback only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Connection {
-    /// Stable id, e.g. `tls-5061`.
-    pub id: String,
-    /// Transport.
-    pub transport: Transport,
-    /// Address to listen on (default loopback).
-    #[serde(default = "loopback")]
-    pub address: IpAddr,
-    /// Port (0 picks a free one, for tests).
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Port on 127.0.0.1 (default 5080; 0 picks a free one).
     pub port: u16,
-    /// The certificate, for TLS and MTLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<CertRef>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self { port: 5080 }
+    }
 }
 
 /// A static route to a federated domain (`MSFT_SIPRoutingTableData`), over mutual TLS.
@@ -158,32 +169,100 @@ pub struct Route {
     pub id: String,
     /// The domain whose requests take this route.
     pub domain: String,
-    /// The next hop, `host:port`.
-    pub next_hop: String,
+    /// The next hop.
+    pub next_hop: HostPort,
     /// Transport to the next hop (mutual TLS for federation).
     pub transport: Transport,
     /// The certificate presented to the next hop.
-    pub certificate: Option<CertRef>,
+    pub certificate: CertRef,
 }
 
 /// The whole of `lcs.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ConfigFile", into = "ConfigFile")]
 pub struct Config {
     /// Who the service is.
     pub service: Service,
+    /// `[service] auto_rebind`: swap a renewed certificate in by itself (`serve --auto-rebind`).
+    pub auto_rebind: bool,
     /// SIP settings.
-    #[serde(default)]
     pub sip: SipSettings,
     /// TLS settings.
-    #[serde(default)]
     pub tls: TlsSettings,
+    /// The admin endpoint.
+    pub admin: AdminSettings,
     /// Listening connections.
-    #[serde(default, rename = "connection")]
     pub connections: Vec<Connection>,
     /// Static routes.
-    #[serde(default, rename = "route")]
     pub routes: Vec<Route>,
+}
+
+/// `lcs.toml` as spelled: `auto_rebind` sits in `[service]`, beside who the service is.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    service: ServiceFile,
+    #[serde(default)]
+    sip: SipSettings,
+    #[serde(default)]
+    tls: TlsSettings,
+    #[serde(default)]
+    admin: AdminSettings,
+    #[serde(default, rename = "connection")]
+    connections: Vec<Connection>,
+    #[serde(default, rename = "route")]
+    routes: Vec<Route>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceFile {
+    server: String,
+    domain: String,
+    principal: String,
+    #[serde(default = "default_aliases")]
+    aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    auto_rebind: bool,
+}
+
+impl From<ConfigFile> for Config {
+    fn from(f: ConfigFile) -> Self {
+        let s = f.service;
+        Config {
+            service: Service {
+                server: s.server,
+                domain: s.domain,
+                principal: s.principal,
+                aliases: s.aliases,
+            },
+            auto_rebind: s.auto_rebind,
+            sip: f.sip,
+            tls: f.tls,
+            admin: f.admin,
+            connections: f.connections,
+            routes: f.routes,
+        }
+    }
+}
+
+impl From<Config> for ConfigFile {
+    fn from(c: Config) -> Self {
+        ConfigFile {
+            service: ServiceFile {
+                server: c.service.server,
+                domain: c.service.domain,
+                principal: c.service.principal,
+                aliases: c.service.aliases,
+                auto_rebind: c.auto_rebind,
+            },
+            sip: c.sip,
+            tls: c.tls,
+            admin: c.admin,
+            connections: c.connections,
+            routes: c.routes,
+        }
+    }
 }
 
 fn loopback() -> IpAddr {
@@ -225,6 +304,10 @@ impl Config {
     /// The LCS layout `init` and the simulation use: TLS, mutual TLS and TCP listeners on
     /// loopback (ids `tls-PORT`, `mtls-PORT`, `tcp-PORT`) and one mutual-TLS route to
     /// `federated_domain` at `next_hop` (id `route-DOMAIN`), every TLS one naming `cert`.
+    ///
+    /// # Panics
+    /// If `next_hop` is not `host:port`: callers pass a constant or input parsed as a
+    /// [`HostPort`] already (`init --peer-address`).
     pub fn standard(
         service: Service,
         cert: &CertRef,
@@ -232,28 +315,33 @@ impl Config {
         federated_domain: &str,
         next_hop: &str,
     ) -> Config {
-        let listen = |transport: Transport, port: u16| Connection {
-            id: format!("{}-{port}", transport.to_string().to_lowercase()),
-            transport,
+        let listen = |kind: ListenerKind, port: u16| Connection {
+            id: format!("{}-{port}", kind.transport().to_string().to_lowercase()),
+            kind,
             address: loopback(),
             port,
-            certificate: (transport != Transport::Tcp).then(|| cert.clone()),
+        };
+        let next_hop = match next_hop.parse::<HostPort>() {
+            Ok(h) => h,
+            Err(e) => panic!("Config::standard: {e}"),
         };
         Config {
             service,
+            auto_rebind: false,
             sip: SipSettings::default(),
             tls: TlsSettings::default(),
+            admin: AdminSettings::default(),
             connections: vec![
-                listen(Transport::Tls, tls_port),
-                listen(Transport::Mtls, mtls_port),
-                listen(Transport::Tcp, tcp_port),
+                listen(ListenerKind::Tls(cert.clone()), tls_port),
+                listen(ListenerKind::Mtls(cert.clone()), mtls_port),
+                listen(ListenerKind::Tcp, tcp_port),
             ],
             routes: vec![Route {
                 id: format!("route-{federated_domain}"),
                 domain: federated_domain.into(),
-                next_hop: next_hop.into(),
+                next_hop,
                 transport: Transport::Mtls,
-                certificate: Some(cert.clone()),
+                certificate: cert.clone(),
             }],
         }
     }
@@ -263,125 +351,141 @@ impl Config {
         let conns = self
             .connections
             .iter()
-            .filter_map(|c| Some((c.id.as_str(), c.certificate.as_ref()?)));
-        let routes = self
-            .routes
-            .iter()
-            .filter_map(|r| Some((r.id.as_str(), r.certificate.as_ref()?)));
+            .filter_map(|c| Some((c.id.as_str(), c.certificate()?)));
+        let routes = self.routes.iter().map(|r| (r.id.as_str(), &r.certificate));
         conns.chain(routes)
     }
 
-    /// Checks what the schema cannot: unique ids and ports, certificates where TLS needs them.
+    /// The certificate reference of connection or route `id`, to rebind it.
+    pub fn certificate_mut(&mut self, id: &str) -> Option<&mut CertRef> {
+        if let Some(c) = self.connections.iter_mut().find(|c| c.id == id) {
+            return c.kind.certificate_mut();
+        }
+        self.routes
+            .iter_mut()
+            .find(|r| r.id == id)
+            .map(|r| &mut r.certificate)
+    }
+
+    /// Checks what the types cannot: non-empty names, ranges, unique ids and ports.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |field: String, message: String| crate::input::invalid(path, field, message);
+        let invalid = |field: &str, message: String| crate::input::invalid(path, field, message);
+        self.validate_service().map_err(|(f, m)| invalid(f, m))?;
+        self.validate_ranges().map_err(|(f, m)| invalid(f, m))?;
+        let mut ids = BTreeSet::new();
+        self.validate_connections(&mut ids)
+            .map_err(|(f, m)| invalid(&f, m))?;
+        self.validate_routes(&mut ids)
+            .map_err(|(f, m)| invalid(&f, m))
+    }
+
+    fn validate_service(&self) -> Result<(), (&'static str, String)> {
         for (field, value) in [
             ("service.server", &self.service.server),
             ("service.domain", &self.service.domain),
         ] {
             if value.trim().is_empty() {
-                return Err(invalid(field.into(), "must not be empty".into()));
+                return Err((field, "must not be empty".into()));
             }
         }
-        if !(100..=600_000).contains(&self.tls.handshake_timeout_ms) {
-            return Err(invalid(
-                "tls.handshake_timeout_ms".into(),
-                format!(
-                    "{} is out of range; use 100..=600000 (default 10000)",
-                    self.tls.handshake_timeout_ms
-                ),
-            ));
-        }
-        if !(1..=7 * 86_400).contains(&self.sip.idle_timeout_s) {
-            return Err(invalid(
-                "sip.idle_timeout_s".into(),
-                format!(
-                    "{} is out of range; use 1..=604800 (default 300)",
-                    self.sip.idle_timeout_s
-                ),
-            ));
-        }
         if self.service.principal.trim().is_empty() {
-            return Err(invalid(
-                "service.principal".into(),
+            return Err((
+                "service.principal",
                 "must name the service account, e.g. \"RTCService\"".into(),
             ));
         }
-        if self.sip.t1_ms == 0 || self.sip.t1_ms > 60_000 {
-            return Err(invalid(
-                "sip.t1_ms".into(),
-                format!(
-                    "{} is out of range; use 1..=60000 (RFC 3261 default 500)",
-                    self.sip.t1_ms
-                ),
-            ));
+        Ok(())
+    }
+
+    fn validate_ranges(&self) -> Result<(), (&'static str, String)> {
+        let range = |field, value: u64, lo: u64, hi: u64, default: &str| {
+            if (lo..=hi).contains(&value) {
+                Ok(())
+            } else {
+                Err((
+                    field,
+                    format!("{value} is out of range; use {lo}..={hi} ({default})"),
+                ))
+            }
+        };
+        let tls = &self.tls;
+        let sip = &self.sip;
+        range(
+            "tls.handshake_timeout_ms",
+            tls.handshake_timeout_ms,
+            100,
+            600_000,
+            "default 10000",
+        )?;
+        range(
+            "sip.idle_timeout_s",
+            sip.idle_timeout_s,
+            1,
+            7 * 86_400,
+            "default 300",
+        )?;
+        range("sip.t1_ms", sip.t1_ms, 1, 60_000, "RFC 3261 default 500")?;
+        range(
+            "sip.max_message_bytes",
+            sip.max_message_bytes as u64,
+            1024,
+            16 * 1024 * 1024,
+            "default 65536",
+        )?;
+        for (field, cap) in [
+            ("tls.max_connections", tls.max_connections),
+            ("sip.max_connections", sip.max_connections),
+        ] {
+            if let Some(cap) = cap {
+                range(
+                    field,
+                    cap.into(),
+                    1,
+                    1_000_000,
+                    "default: from the fd limit",
+                )?;
+            }
         }
-        if !(1024..=16 * 1024 * 1024).contains(&self.sip.max_message_bytes) {
-            return Err(invalid(
-                "sip.max_message_bytes".into(),
-                format!(
-                    "{} is out of range; use 1024..=16777216 (default 65536)",
-                    self.sip.max_message_bytes
-                ),
-            ));
-        }
-        if self.sip.min_expires_s > self.sip.max_expires_s {
-            return Err(invalid(
-                "sip.min_expires_s".into(),
+        if sip.min_expires_s > sip.max_expires_s {
+            return Err((
+                "sip.min_expires_s",
                 format!(
                     "{} exceeds sip.max_expires_s = {}",
-                    self.sip.min_expires_s, self.sip.max_expires_s
+                    sip.min_expires_s, sip.max_expires_s
                 ),
             ));
         }
-        if !matches!(self.tls.min_version.as_str(), "1.2" | "1.3") {
-            return Err(invalid(
-                "tls.min_version".into(),
-                format!(
-                    "`{}` is not supported; use \"1.2\" or \"1.3\"",
-                    self.tls.min_version
-                ),
-            ));
-        }
-        let mut ids = BTreeSet::new();
+        Ok(())
+    }
+
+    fn validate_connections<'a>(
+        &'a self,
+        ids: &mut BTreeSet<&'a str>,
+    ) -> Result<(), (String, String)> {
         let mut endpoints = BTreeSet::new();
         for (i, c) in self.connections.iter().enumerate() {
             let field = |name: &str| format!("connection[{i}].{name}");
             if !ids.insert(c.id.as_str()) {
-                return Err(invalid(
+                return Err((
                     field("id"),
                     format!("`{}` is used twice; ids must be unique", c.id),
                 ));
             }
             if c.port != 0 && !endpoints.insert((c.address, c.port)) {
-                return Err(invalid(
+                return Err((
                     field("port"),
                     format!("{}:{} is used by two connections", c.address, c.port),
                 ));
             }
-            match (c.transport, &c.certificate) {
-                (Transport::Tls | Transport::Mtls, None) => {
-                    return Err(invalid(
-                        field("certificate"),
-                        format!(
-                            "a {} connection needs `certificate = {{ issuer = \"...\", serial = \"...\" }}`; see `lcs-sim store list DIR`",
-                            c.transport
-                        ),
-                    ));
-                }
-                (Transport::Tcp, Some(_)) => {
-                    return Err(invalid(
-                        field("certificate"),
-                        "a TCP connection uses no certificate; remove it or change the transport"
-                            .into(),
-                    ));
-                }
-                _ => {}
-            }
         }
+        Ok(())
+    }
+
+    fn validate_routes<'a>(&'a self, ids: &mut BTreeSet<&'a str>) -> Result<(), (String, String)> {
         for (i, r) in self.routes.iter().enumerate() {
             let field = |name: &str| format!("route[{i}].{name}");
             if !ids.insert(r.id.as_str()) {
-                return Err(invalid(
+                return Err((
                     field("id"),
                     format!("`{}` is used twice; ids must be unique", r.id),
                 ));
@@ -390,13 +494,13 @@ impl Config {
                 .iter()
                 .any(|o| o.domain.eq_ignore_ascii_case(&r.domain))
             {
-                return Err(invalid(
+                return Err((
                     field("domain"),
                     format!("`{}` already has a route; one route per domain", r.domain),
                 ));
             }
             if r.domain.eq_ignore_ascii_case(&self.service.domain) {
-                return Err(invalid(
+                return Err((
                     field("domain"),
                     format!(
                         "`{}` is this server's own domain; a route is for another domain",
@@ -404,22 +508,10 @@ impl Config {
                     ),
                 ));
             }
-            if !r.next_hop.contains(':') {
-                return Err(invalid(
-                    field("next_hop"),
-                    format!("`{}` needs a port, e.g. \"127.0.0.1:5071\"", r.next_hop),
-                ));
-            }
             if r.transport != Transport::Mtls {
-                return Err(invalid(
+                return Err((
                     field("transport"),
                     "routes to a federated domain use mutual TLS: transport = \"mtls\"".into(),
-                ));
-            }
-            if r.certificate.is_none() {
-                return Err(invalid(
-                    field("certificate"),
-                    "a mutual-TLS route needs the certificate it presents".into(),
                 ));
             }
         }
@@ -464,15 +556,19 @@ certificate = { issuer = "CN=Contoso Issuing CA, O=Contoso", serial = "1a2b" }
         assert_eq!(c.connections[0].address, loopback());
         let refs: Vec<_> = c.cert_refs().map(|(id, _)| id).collect();
         assert_eq!(refs, ["tls-5061", "route-fabrikam.com"]);
-        assert_eq!(
-            c.routes[0].certificate.as_ref().unwrap().serial.as_str(),
-            "1A2B"
-        );
+        assert_eq!(c.routes[0].certificate.serial.as_str(), "1A2B");
+        assert_eq!(c.routes[0].next_hop.port, 5071);
+        assert_eq!(c.tls.min_version, TlsVersion::V1_2);
+        assert_eq!(c.admin.port, 5080);
+        assert!(!c.auto_rebind);
     }
 
     #[test]
     fn round_trips_through_save_format() {
-        let c = Config::parse(SAMPLE, Path::new("lcs.toml")).unwrap();
+        let mut c = Config::parse(SAMPLE, Path::new("lcs.toml")).unwrap();
+        c.auto_rebind = true;
+        c.tls.max_connections = Some(40);
+        c.admin.port = 0;
         let text = format!("{HEADER}{}", toml::to_string_pretty(&c).unwrap());
         assert_eq!(Config::parse(&text, Path::new("x")).unwrap(), c);
     }
@@ -499,7 +595,25 @@ certificate = { issuer = "CN=Contoso Issuing CA, O=Contoso", serial = "1a2b" }
         let msg = Config::parse(&nocert, Path::new("lcs.toml"))
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("connection[0].certificate"), "{msg}");
+        assert!(
+            msg.contains("tls-5061") && msg.contains("`certificate`") && msg.contains("line"),
+            "{msg}"
+        );
+        let v11 = format!("{SAMPLE}\n[tls]\nmin_version = \"1.1\"\n");
+        let msg = Config::parse(&v11, Path::new("lcs.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("1.1") && msg.contains("line"), "{msg}");
+        let noport = SAMPLE.replace("127.0.0.1:5071", "127.0.0.1");
+        let msg = Config::parse(&noport, Path::new("lcs.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("not host:port"), "{msg}");
+        let cap = format!("{SAMPLE}\n[tls]\nmax_connections = 0\n");
+        let msg = Config::parse(&cap, Path::new("lcs.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("tls.max_connections"), "{msg}");
         let zero = format!("{SAMPLE}\n[tls]\nhandshake_timeout_ms = 0\n");
         let msg = Config::parse(&zero, Path::new("lcs.toml"))
             .unwrap_err()

@@ -99,6 +99,8 @@ pub struct InitOptions {
     pub federated_domain: String,
     /// The federation peer's address (default `127.0.0.1:5071`).
     pub peer_address: String,
+    /// The admin endpoint's port on 127.0.0.1 (default 5080; 0 picks a free one).
+    pub admin_port: u16,
     /// Replace a non-empty folder's deployment.
     pub force: bool,
 }
@@ -116,6 +118,7 @@ impl Default for InitOptions {
             validity_days: 365,
             federated_domain: "fabrikam.com".into(),
             peer_address: "127.0.0.1:5071".into(),
+            admin_port: 5080,
             force: false,
         }
     }
@@ -248,7 +251,16 @@ impl Deployment {
             issuer: pki.issuing.info().subject,
             serial,
         };
-        let config = Config::standard(
+        // Checked before `Config::standard`, which takes the next hop as already valid.
+        if let Err(e) = opts.peer_address.parse::<crate::config::HostPort>() {
+            return Err(crate::input::invalid(
+                &d.config_path(),
+                "route[0].next_hop",
+                e.to_string(),
+            )
+            .into());
+        }
+        let mut config = Config::standard(
             Service {
                 server: fqdn.clone(),
                 domain: opts.domain.clone(),
@@ -260,6 +272,7 @@ impl Deployment {
             &opts.federated_domain,
             &opts.peer_address,
         );
+        config.admin.port = opts.admin_port;
         config.validate(&d.config_path())?;
 
         if occupied {
@@ -348,4 +361,70 @@ pub fn renewal_event(r: &Renewal, now: OffsetDateTime) -> Event {
     .with("issuer", r.issuer.as_str())
     .with("policy", r.policy.to_string())
     .with("key_container", r.key_container.as_str())
+}
+
+/// Why the KB fix could not be applied to a deployment folder.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FixOnDiskError {
+    /// A connection asked for does not use a certificate (or does not exist).
+    #[error(transparent)]
+    Scope(#[from] crate::fix::FixError),
+    /// Some references name no certificate in the store at all; nothing was changed.
+    #[error("cannot fix {}: choose a certificate from `lcs-sim store list {} --all` and edit lcs.toml; nothing was changed", .ids.join(", "), .dir.display())]
+    Unresolved {
+        /// The connections.
+        ids: Vec<String>,
+        /// The deployment folder.
+        dir: PathBuf,
+        /// Their references, for the message per connection.
+        references: Vec<(String, CertRef)>,
+    },
+    /// Reading or writing the deployment failed.
+    #[error(transparent)]
+    Deployment(#[from] DeploymentError),
+}
+
+impl Deployment {
+    /// The KB836410 resolution on this folder for `scope` (every connection when empty): plan
+    /// and apply under the store's lock, and write lcs.toml before letting go, so a `store renew`
+    /// in another process cannot slip between the plan and the change. With `dry_run` only the
+    /// plan is made. Returns the plan (empty: nothing to fix).
+    pub fn fix(
+        &self,
+        scope: &[String],
+        dry_run: bool,
+    ) -> Result<crate::fix::FixPlan, FixOnDiskError> {
+        let mut config = self.config().map_err(DeploymentError::from)?;
+        crate::fix::check_scope(&config, scope)?;
+        let disk = self.store();
+        let config_path = self.config_path();
+        let mut save_error = None;
+        let plan = if dry_run {
+            crate::fix::plan(&config, &disk.load().map_err(DeploymentError::from)?, scope)
+        } else {
+            disk.update(|store| {
+                let plan = crate::fix::plan(&config, store, scope);
+                if plan.unresolved.is_empty() && !plan.is_empty() {
+                    crate::fix::apply_to_store(&plan, store)?;
+                    crate::fix::apply_to_config(&plan, &mut config);
+                    // If this fails the grant alone is harmless; running `fix` again completes it.
+                    save_error = config.save(&config_path).err();
+                }
+                Ok(plan)
+            })
+            .map_err(DeploymentError::from)?
+        };
+        if let Some(e) = save_error {
+            return Err(DeploymentError::from(e).into());
+        }
+        if !plan.unresolved.is_empty() {
+            return Err(FixOnDiskError::Unresolved {
+                ids: plan.unresolved.iter().map(|(id, _)| id.clone()).collect(),
+                dir: self.root.clone(),
+                references: plan.unresolved.clone(),
+            });
+        }
+        Ok(plan)
+    }
 }

@@ -46,6 +46,16 @@ pub mod ids {
     pub const CONNECTION_REBOUND: u32 = 14370;
     /// A listening address could not be bound (port in use, permission).
     pub const BIND_FAILED: u32 = 14371;
+    /// A live rebind was refused: a new certificate failed validation; nothing was swapped.
+    pub const REBIND_REFUSED: u32 = 14372;
+    /// Auto-rebind found a renewed certificate it cannot use (its key is unreadable: KB836410)
+    /// and kept the current one; names the cause and the remedy.
+    pub const AUTO_REBIND_REFUSED: u32 = 14373;
+    /// A listener is at `max_connections`: new connections are closed before any handshake
+    /// (rate-limited, with a count).
+    pub const CONNECTION_LIMIT: u32 = 14363;
+    /// A certificate bound at start is expired or not yet valid.
+    pub const CERTIFICATE_OUT_OF_VALIDITY: u32 = 14353;
 }
 
 /// Where a running service writes its events: a file live, memory in the simulation.

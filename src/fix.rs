@@ -7,9 +7,40 @@
 //! caller can show it, apply it to a store and configuration together, or hand each rebind to a
 //! running listener.
 
+use time::OffsetDateTime;
+
+use crate::certcheck::{self, Problem};
 use crate::config::{CertRef, Config};
 use crate::pki::Thumbprint;
 use crate::store::{Right, Store, StoreError};
+
+/// A fix cannot be planned as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FixError {
+    /// The scope names an id that is no connection or route using a certificate.
+    #[error("`{id}` is not a connection or route that uses a certificate (known: {})", .known.join(", "))]
+    UnknownConnection {
+        /// The id asked for.
+        id: String,
+        /// The ids that use a certificate, in lcs.toml order.
+        known: Vec<String>,
+    },
+}
+
+/// Checks that every id in `scope` is a connection or route of `config` that uses a
+/// certificate: the one place a fix's scope is validated.
+pub fn check_scope(config: &Config, scope: &[String]) -> Result<(), FixError> {
+    for id in scope {
+        if !config.cert_refs().any(|(c, _)| c == id) {
+            return Err(FixError::UnknownConnection {
+                id: id.clone(),
+                known: config.cert_refs().map(|(c, _)| c.to_string()).collect(),
+            });
+        }
+    }
+    Ok(())
+}
 
 /// One connection to point at another certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +67,39 @@ pub struct FixPlan {
     /// Connections whose reference names no certificate in the store at all (neither active
     /// nor archived): nothing to follow, a configuration error for a person to look at.
     pub unresolved: Vec<(String, CertRef)>,
+    /// Every connection in scope with the certificate it uses once the plan is applied.
+    pub targets: Vec<(String, Thumbprint)>,
+}
+
+/// A connection whose certificate, after the fix, is outside its validity: rebinding cannot
+/// help, it needs a renewal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutsideValidity {
+    /// Connection or route id.
+    pub connection: String,
+    /// The certificate it uses after the fix.
+    pub thumbprint: Thumbprint,
+    /// [`Problem::Expired`] or [`Problem::NotYetValid`].
+    pub problem: Problem,
+}
+
+/// The connections of `plan` whose certificate is expired or not yet valid at `now`.
+pub fn outside_validity(
+    plan: &FixPlan,
+    store: &Store,
+    now: OffsetDateTime,
+) -> Vec<OutsideValidity> {
+    plan.targets
+        .iter()
+        .filter_map(|(id, t)| {
+            let cert = store.find(t.as_str()).ok()?;
+            Some(OutsideValidity {
+                connection: id.clone(),
+                thumbprint: t.clone(),
+                problem: certcheck::validity(cert, now)?,
+            })
+        })
+        .collect()
 }
 
 impl FixPlan {
@@ -45,7 +109,8 @@ impl FixPlan {
     }
 }
 
-/// Plans the fix for the connections in `scope` (all that use a certificate when empty).
+/// Plans the fix for the connections in `scope` (all that use a certificate when empty). Ids in
+/// `scope` that name nothing are ignored: check them first with [`check_scope`].
 pub fn plan(config: &Config, store: &Store, scope: &[String]) -> FixPlan {
     let principal = config.service.principal.clone();
     let mut out = FixPlan {
@@ -77,6 +142,7 @@ pub fn plan(config: &Config, store: &Store, scope: &[String]) -> FixPlan {
             }
         }
         let thumbprint = target.thumbprint().clone();
+        out.targets.push((id.to_string(), thumbprint.clone()));
         if target.info.thumbprint != configured.info.thumbprint {
             out.rebinds.push(Rebind {
                 connection: id.to_string(),
@@ -114,21 +180,105 @@ pub fn apply_to_store(plan: &FixPlan, store: &mut Store) -> Result<(), StoreErro
 /// The configuration half of a fix: each connection's new reference.
 pub fn apply_to_config(plan: &FixPlan, config: &mut Config) {
     for r in &plan.rebinds {
-        let slot = config
-            .connections
-            .iter_mut()
-            .filter(|c| c.id == r.connection)
-            .filter_map(|c| c.certificate.as_mut())
-            .chain(
-                config
-                    .routes
-                    .iter_mut()
-                    .filter(|x| x.id == r.connection)
-                    .filter_map(|x| x.certificate.as_mut()),
-            )
-            .next();
+        let slot = config.certificate_mut(&r.connection);
         if let Some(slot) = slot {
             *slot = r.to.clone();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Service;
+    use crate::pki::{self, KeyAlgorithm, LeafSpec, Serial, TestPki};
+    use crate::store::{Acl, RenewalPolicy};
+    use time::{Duration, macros::datetime};
+
+    const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
+
+    /// The standard deployment with a certificate valid from `from` for a year.
+    fn deployment(from: OffsetDateTime) -> (Config, Store, TestPki) {
+        let pki = TestPki::generate("contoso.com", from).unwrap();
+        let key = KeyAlgorithm::EcdsaP256.generate().unwrap();
+        let serial = Serial::derive(b"fix-test");
+        let spec = LeafSpec::server("lcs01.contoso.com", "Contoso");
+        let der = pki::issue_leaf(
+            &pki.issuing,
+            &spec,
+            &key,
+            &serial,
+            from,
+            from + Duration::days(365),
+        )
+        .unwrap();
+        let mut store = Store::new();
+        store
+            .import(der, key, Acl::for_service("RTCService"))
+            .unwrap();
+        let service = Service {
+            server: "lcs01.contoso.com".into(),
+            domain: "contoso.com".into(),
+            principal: "RTCService".into(),
+            aliases: vec![],
+        };
+        let reference = CertRef {
+            issuer: pki.issuing.info().subject,
+            serial,
+        };
+        let config = Config::standard(
+            service,
+            &reference,
+            [5061, 5062, 5060],
+            "fabrikam.com",
+            "127.0.0.1:5071",
+        );
+        (config, store, pki)
+    }
+
+    #[test]
+    fn an_unknown_or_certificate_less_id_is_a_typed_error_naming_the_known_ones() {
+        let (config, _, _) = deployment(NOW);
+        let known: Vec<String> = ["tls-5061", "mtls-5062", "route-fabrikam.com"]
+            .map(String::from)
+            .to_vec();
+        for id in ["tls-9999", "tcp-5060"] {
+            assert_eq!(
+                check_scope(&config, &["tls-5061".into(), id.into()]),
+                Err(FixError::UnknownConnection {
+                    id: id.into(),
+                    known: known.clone()
+                })
+            );
+        }
+        assert_eq!(check_scope(&config, &known), Ok(()));
+        assert_eq!(check_scope(&config, &[]), Ok(()));
+    }
+
+    #[test]
+    fn targets_follow_renewals_and_outside_validity_finds_expired_ones() {
+        let (config, mut store, pki) = deployment(NOW - Duration::days(400));
+        let old = store.list(false).next().unwrap().thumbprint().clone();
+        let p = plan(&config, &store, &[]);
+        assert!(p.is_empty());
+        assert_eq!(p.targets.len(), 3);
+        let expired = outside_validity(&p, &store, NOW);
+        assert_eq!(expired.len(), 3);
+        assert_eq!(expired[0].connection, "tls-5061");
+        assert_eq!(expired[0].thumbprint, old);
+        assert!(matches!(expired[0].problem, Problem::Expired { .. }));
+
+        let renewal = store
+            .renew(
+                &old,
+                RenewalPolicy::NewKeyKeepAcl,
+                &pki.issuing,
+                NOW,
+                Serial::derive(b"renewed"),
+            )
+            .unwrap();
+        let p = plan(&config, &store, &["mtls-5062".into()]);
+        assert_eq!(p.targets, [("mtls-5062".to_string(), renewal.new)]);
+        assert_eq!(outside_validity(&p, &store, NOW), []);
     }
 }

@@ -16,7 +16,10 @@
 //!   on every handshake, the event log and counters;
 //! - [`sim`]: the deterministic replay on turmoil's simulated network and clock
 //!   (`lcs-sim reproduce`), with emulated Messenger users and a federation peer;
+//! - [`certcheck`]: whether a certificate can serve a connection now (key, chain, dates, name,
+//!   EKUs), as typed problems: for live rebinds, `doctor` and `store list`;
 //! - [`fix`]: the KB836410 resolution as a plan (rebind every connection, re-grant read);
+//! - [`doctor`]: what is wrong with a deployment's certificates, each finding with its remedy;
 //! - [`input`]: errors in hand-written files (`lcs.toml`, scenarios), named by file, line, field;
 //! - [`eventlog`]: the deployment's application event log;
 //! - [`failure`]: why a client could not connect, typed, with stable names;
@@ -27,9 +30,11 @@
 #![forbid(unsafe_code)]
 
 pub mod atomic;
+pub mod certcheck;
 pub mod clock;
 pub mod config;
 pub mod deployment;
+pub mod doctor;
 pub mod eventlog;
 pub mod failure;
 pub mod fix;

@@ -304,13 +304,62 @@ fn grant_and_revoke_change_the_key_acl() {
         acl_of(&list(&dir, false)[0], "rtcservice").unwrap(),
         ["read"]
     );
-    ok(&["store", "grant", d, &t, "Ops", "--right", "full_control"]);
+    ok(&[
+        "store",
+        "grant",
+        d,
+        &t,
+        "Ops",
+        "--right",
+        "full_control",
+        "--new-principal",
+    ]);
     assert_eq!(
         acl_of(&list(&dir, false)[0], "Ops").unwrap(),
         ["full_control"]
     );
     ok(&["store", "revoke", d, &t, "Ops", "--right", "full-control"]);
     assert_eq!(acl_of(&list(&dir, false)[0], "Ops"), None);
+}
+
+#[test]
+fn grant_and_revoke_refuse_unknown_and_empty_principals_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp, &[]);
+    let d = dir.to_str().unwrap();
+    let t = list(&dir, false)[0]["thumbprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = snapshot(&dir);
+    for verb in ["grant", "revoke"] {
+        let err = bad(&["store", verb, d, &t, "RTCSevice"]);
+        assert!(err.contains("unknown principal `RTCSevice`"), "{err}");
+        assert!(
+            err.contains("known: SYSTEM, Administrators, RTCService"),
+            "{err}"
+        );
+        assert!(err.contains("--new-principal"), "{err}");
+        for empty in ["", "  "] {
+            let err = bad(&["store", verb, d, &t, empty, "--new-principal"]);
+            assert!(err.contains("must be an account or group name"), "{err}");
+        }
+        assert_eq!(
+            snapshot(&dir),
+            before,
+            "a refused {verb} changed the folder"
+        );
+    }
+    // Known names are accepted in any case; a new one with --new-principal, after which it is
+    // known (it is on an ACL).
+    ok(&["store", "grant", d, &t, "administrators"]);
+    ok(&["store", "grant", d, &t, "Ops", "--new-principal"]);
+    assert_eq!(acl_of(&list(&dir, false)[0], "Ops").unwrap(), ["read"]);
+    ok(&["store", "revoke", d, &t, "ops"]);
+    assert_eq!(acl_of(&list(&dir, false)[0], "Ops"), None);
+    // The service principal stays known after its entry is gone: lcs.toml names it.
+    ok(&["store", "revoke", d, &t, "RTCService"]);
+    ok(&["store", "grant", d, &t, "RTCService"]);
 }
 
 #[test]

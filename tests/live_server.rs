@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::*;
 use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::eventlog::Event;
+use lcs_sim::failure::{Alert, ConnectFailure};
 use lcs_sim::pki::{self, KeyAlgorithm, LeafSpec, Serial};
 use lcs_sim::store::RenewalPolicy;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -59,17 +60,22 @@ async fn renewal_breaks_new_tls_handshakes_while_established_connections_carry_o
         "SIP/2.0 200 OK"
     );
 
+    let version = live.store.version();
     d.renew(
         &thumbprint(&d),
         RenewalPolicy::SameKeyResetAcl,
         SystemClock.now_utc(),
     )
     .unwrap();
-    settle().await;
+    reloaded_since(&live, version).await;
 
     // A new handshake fails with an alert from the server...
     let err = tls_connect(tls_addr, config.clone()).await.unwrap_err();
-    assert!(err.to_string().contains("AccessDenied"), "{err}");
+    assert_eq!(
+        ConnectFailure::from_handshake_error(&err),
+        ConnectFailure::TlsAlert(Alert::ACCESS_DENIED),
+        "{err}"
+    );
     // ...while the established connection still works.
     assert_eq!(
         transact(&mut established, &options(2)).await,
@@ -77,7 +83,7 @@ async fn renewal_breaks_new_tls_handshakes_while_established_connections_carry_o
     );
 
     let m = live.running.metrics.snapshot();
-    assert_eq!(m.tls.failures.get("key_access_denied"), Some(&1), "{m:?}");
+    assert_eq!(m.tls.failures.get("access_denied"), Some(&1), "{m:?}");
     assert_eq!(m.tls.handshakes_ok, 1);
     assert_eq!(m.tls.established, 1);
     live.stop().await;
@@ -85,7 +91,7 @@ async fn renewal_breaks_new_tls_handshakes_while_established_connections_carry_o
     let failing = events(&d, 14360);
     assert_eq!(failing.len(), 1);
     assert_eq!(failing[0].details["connection"], "tls-5061");
-    assert_eq!(failing[0].details["reason"], "key_access_denied");
+    assert_eq!(failing[0].details["reason"], "access_denied");
     assert!(
         failing[0].details["error"]
             .as_str()
@@ -100,7 +106,7 @@ async fn restart_after_renewal_fails_tls_and_mtls_with_14352_14336_14347_while_t
     let live = Live::start(&d).await;
     live.stop().await;
     let config = d.config().unwrap();
-    let reference = config.connections[0].certificate.clone().unwrap();
+    let reference = config.connections[0].certificate().cloned().unwrap();
     d.renew(
         &thumbprint(&d),
         RenewalPolicy::SameKeyResetAcl,
@@ -234,13 +240,14 @@ async fn restart_after_the_key_acl_lost_the_service_reports_nte_bad_keyset() {
 async fn renewal_that_keeps_the_acl_causes_no_outage_until_restart() {
     let (_tmp, d) = deployment();
     let live = Live::start(&d).await;
+    let version = live.store.version();
     d.renew(
         &thumbprint(&d),
         RenewalPolicy::NewKeyKeepAcl,
         SystemClock.now_utc(),
     )
     .unwrap();
-    settle().await;
+    reloaded_since(&live, version).await;
     let mut tls = tls_connect(live.addr("tls-5061"), client_config(&d, None))
         .await
         .unwrap();
@@ -254,7 +261,16 @@ async fn renewal_that_keeps_the_acl_causes_no_outage_until_restart() {
         .iter()
         .find(|f| f.id == "tls-5061")
         .unwrap();
-    assert!(failure.error.contains("archived"), "{failure:?}");
+    assert!(
+        matches!(
+            &failure.cause,
+            lcs_sim::server::StartCause::Credential(lcs_sim::server::CredentialError::NotFound {
+                archived_as: Some(_),
+                ..
+            })
+        ),
+        "{failure:?}"
+    );
     live.stop().await;
 }
 
@@ -308,13 +324,11 @@ async fn mutual_tls_requires_a_client_certificate_from_the_deployment_ca() {
         refused.is_err() || refused.as_ref().unwrap() == &0,
         "{refused:?}"
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let m = live.running.metrics.snapshot();
-    assert_eq!(
-        m.mtls.failures.get("client_certificate_missing"),
-        Some(&1),
-        "{m:?}"
-    );
+    let metrics = &live.running.metrics;
+    until("the missing client certificate is counted", || {
+        metrics.mtls.failures().get("client_certificate_missing") == Some(&1)
+    })
+    .await;
     live.stop().await;
 }
 
@@ -404,8 +418,11 @@ async fn register_and_message_between_tls_clients_and_failures_for_unknown_targe
         transact(&mut alice, &elsewhere).await,
         "SIP/2.0 404 Not Found"
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(live.running.metrics.snapshot().sip.routed, 1);
+    // The driver publishes its counters after each step: wait for the step that routed it.
+    until("one MESSAGE counted as routed", || {
+        live.running.metrics.snapshot().sip.routed == 1
+    })
+    .await;
     live.stop().await;
 }
 
@@ -414,7 +431,7 @@ async fn messages_for_an_unreachable_route_queue_and_get_408_at_timer_f() {
     // T1 = 10 ms, so Timer F = 640 ms; the federation peer is not running.
     let (_tmp, d) = deployment_with(|c| {
         c.sip.t1_ms = 10;
-        c.routes[0].next_hop = "127.0.0.1:9".into();
+        c.routes[0].next_hop = "127.0.0.1:9".parse().unwrap();
     });
     let live = Live::start(&d).await;
     let mut alice = tls_connect(live.addr("tls-5061"), client_config(&d, None))
@@ -444,7 +461,10 @@ async fn messages_for_an_unreachable_route_queue_and_get_408_at_timer_f() {
         (m.sip.queued, m.sip.timed_out, m.sip.queue_depth),
         (1, 1, 0)
     );
-    assert!(m.routes.failures.contains_key("connect_failed"), "{m:?}");
+    assert!(
+        m.routes.failures.contains_key("connection_refused"),
+        "{m:?}"
+    );
     live.stop().await;
     assert_eq!(events(&d, 14362).len(), 1);
     assert_eq!(
@@ -490,10 +510,15 @@ async fn slow_handshakes_and_idle_connections_time_out() {
     .await
     .unwrap();
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let m = live.running.metrics.snapshot();
-    assert_eq!(m.tls.failures.get("handshake_timeout"), Some(&1), "{m:?}");
-    assert_eq!(m.tcp.established, 0);
+    let metrics = &live.running.metrics;
+    until(
+        "the slow handshake is counted and the idle connection gone",
+        || {
+            metrics.tls.failures().get("handshake_timeout") == Some(&1)
+                && metrics.tcp.established.load(Ordering::Relaxed) == 0
+        },
+    )
+    .await;
     live.stop().await;
 }
 
@@ -541,13 +566,11 @@ async fn bad_input_is_answered_or_closed_and_counted_never_a_panic() {
         Some("513")
     );
 
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let m = live.running.metrics.snapshot();
-    assert_eq!(
-        live.running.metrics.not_tls.load(Ordering::Relaxed),
-        1,
-        "{m:?}"
-    );
-    assert_eq!(m.tls.failures.get("not_tls"), Some(&1));
+    let metrics = &live.running.metrics;
+    until("plain SIP on the TLS port is counted as not_tls", || {
+        metrics.tls.failures().get("not_tls") == Some(&1)
+    })
+    .await;
+    assert_eq!(metrics.not_tls.load(Ordering::Relaxed), 1);
     live.stop().await;
 }

@@ -46,6 +46,27 @@ async fn target(d: &Deployment, live: &Live) -> Target {
     .unwrap()
 }
 
+/// The admin endpoint and `serve.json`, as `lcs-sim serve` starts them (`fix-live` finds the
+/// server through them).
+async fn start_admin(d: &Deployment, live: &Live) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    use lcs_sim::server::admin;
+    let listener = admin::bind(0).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = admin::AdminState {
+        handle: live.running.handle(),
+        deployment: d.clone(),
+    };
+    let task = tokio::spawn(admin::serve(listener, state));
+    admin::ServeFile {
+        pid: std::process::id(),
+        admin: addr,
+        started_at: lcs_sim::clock::Clock::now_utc(&lcs_sim::clock::SystemClock),
+    }
+    .write(d.root())
+    .unwrap();
+    task
+}
+
 async fn run(target: Target, o: LoadOptions) -> Report {
     load::run(target, o, Arc::new(Recorder::new(monotonic_now()))).await
 }
@@ -160,6 +181,7 @@ async fn unreachable_target_and_wrong_ca_are_counted_by_reason() {
 async fn a_renewal_under_load_is_an_outage_and_the_fix_ends_it() {
     let (_tmp, d) = deployment();
     let live = Live::start(&d).await;
+    let admin = start_admin(&d, &live).await;
     let mut o = options(Mode::Handshake, Load::Closed(2), 5.0);
     o.faults = vec![
         "1s=renew".parse::<Fault>().unwrap(),
@@ -175,6 +197,33 @@ async fn a_renewal_under_load_is_an_outage_and_the_fix_ends_it() {
     assert_eq!(outage.failures_during, r.failed);
     assert!(outage.fix_to_clean_s.is_some(), "{outage:?}");
     assert!(outage.clean_seconds_at_end >= 1, "{outage:?}");
+    assert!(
+        r.faults[1].result.contains("live rebind accepted"),
+        "{:?}",
+        r.faults
+    );
+    admin.abort();
+    live.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_live_without_a_running_serve_is_a_failed_fault_not_a_crash() {
+    let (_tmp, d) = deployment();
+    let live = Live::start(&d).await; // no admin endpoint, no serve.json
+    let mut o = options(Mode::Handshake, Load::Closed(1), 1.0);
+    o.faults = vec!["200ms=fix-live".parse::<Fault>().unwrap()];
+    let r = run(target(&d, &live).await, o).await;
+    assert!(
+        !r.faults[0].ok && r.faults[0].applied_s.is_none(),
+        "{:?}",
+        r.faults
+    );
+    assert!(
+        r.faults[0].result.contains("no `lcs-sim serve` runs"),
+        "{:?}",
+        r.faults
+    );
+    assert!(r.ok > 0);
     live.stop().await;
 }
 

@@ -59,7 +59,7 @@ impl Fixture {
             .iter()
             .find(|c| c.id == LISTENER)
             .expect("the TLS connection in lcs.toml");
-        let reference = conn.certificate.as_ref().expect("a certificate reference");
+        let reference = conn.certificate().expect("a certificate reference");
         let cert = store
             .find_by_issuer_serial(&reference.issuer, &reference.serial)
             .expect("the certificate");

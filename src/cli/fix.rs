@@ -4,18 +4,25 @@ use super::out::outln;
 use std::path::PathBuf;
 
 use clap::Args;
-use lcs_sim::deployment::Deployment;
+use lcs_sim::certcheck::Problem;
+use lcs_sim::clock::{Clock, SystemClock};
+use lcs_sim::deployment::{Deployment, FixOnDiskError};
 use lcs_sim::fix;
+use lcs_sim::server::admin::api::RebindStatus;
+use lcs_sim::server::admin::client::{self, LiveFixError};
 
-use super::CmdResult;
+use super::{CmdResult, Failure};
 
 /// Point every connection and route that uses a renewed certificate at its successor ("Change
 /// Certificate" in the LCS admin tool), granting the service account read on the new key. Then
-/// restart `serve`. Without --connections every connection is fixed: forgetting the mutual-TLS
-/// connection or a route is the classic partial fix.
+/// restart `serve`, or pass --live to have the running `serve` swap its certificates without a
+/// restart. Without --connection every connection is fixed: forgetting the mutual-TLS
+/// connection or a route is the classic partial fix. A certificate that is expired or not yet
+/// valid is reported with the renewal that helps, and the exit status is 1: a rebind cannot
+/// fix it.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo"
+    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 not fixed (a certificate outside its validity; with --live: the running\nserver refused the swap, nothing was swapped); 2 bad input, or (--live) no server runs on DIR\n(nothing was changed)."
 )]
 pub struct FixArgs {
     /// The deployment folder.
@@ -24,30 +31,30 @@ pub struct FixArgs {
     #[arg(long = "connection", value_name = "ID")]
     connections: Vec<String>,
     /// Show the plan, change nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "live")]
     dry_run: bool,
+    /// Then have the running `lcs-sim serve DIR` swap to the fixed certificates live (found
+    /// through DIR/serve.json; POST /rebind on its admin endpoint). Established connections
+    /// carry on; new handshakes present the renewed certificate.
+    #[arg(long)]
+    live: bool,
 }
 
 pub fn run(args: FixArgs) -> CmdResult {
+    if args.live {
+        return run_live(&args);
+    }
     let d = Deployment::open(&args.dir)?;
     let mut config = d.config()?;
-    for id in &args.connections {
-        if !config.cert_refs().any(|(c, _)| c == id) {
-            let known: Vec<&str> = config.cert_refs().map(|(c, _)| c).collect();
-            return Err(anyhow::anyhow!(
-                "--connection `{id}` is not a connection that uses a certificate (known: {})",
-                known.join(", ")
-            )
-            .into());
-        }
-    }
+    fix::check_scope(&config, &args.connections)?;
     let disk = d.store();
     let config_path = d.config_path();
     // Plan and apply under the store's lock, and write lcs.toml before letting go, so a
     // `store renew` in another process cannot slip between the plan and the change.
     let mut save_error = None;
-    let plan = if args.dry_run {
-        fix::plan(&config, &disk.load()?, &args.connections)
+    let (plan, store) = if args.dry_run {
+        let store = disk.load()?;
+        (fix::plan(&config, &store, &args.connections), store)
     } else {
         disk.update(|store| {
             let plan = fix::plan(&config, store, &args.connections);
@@ -57,7 +64,7 @@ pub fn run(args: FixArgs) -> CmdResult {
                 // If this fails the grant alone is harmless; running `fix` again completes it.
                 save_error = config.save(&config_path).err();
             }
-            Ok(plan)
+            Ok((plan, store.clone()))
         })?
     };
     if let Some(e) = save_error {
@@ -74,13 +81,41 @@ pub fn run(args: FixArgs) -> CmdResult {
         )
         .into());
     }
-    if plan.is_empty() {
+    let invalid = fix::outside_validity(&plan, &store, SystemClock.now_utc());
+    if plan.is_empty() && invalid.is_empty() {
         outln!(
             "Nothing to fix: every connection names an active certificate whose key {} can open.",
             config.service.principal
         );
         return Ok(());
     }
+    print_plan(&plan);
+    if !plan.is_empty() {
+        if args.dry_run {
+            outln!("(dry run: nothing changed)");
+        } else {
+            outln!(
+                "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate, or run `lcs-sim fix {} --live` while it runs.",
+                d.root().display(),
+                d.root().display()
+            );
+        }
+    }
+    let untouched: Vec<&str> = config
+        .cert_refs()
+        .map(|(c, _)| c)
+        .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
+        .collect();
+    if !args.dry_run && !args.connections.is_empty() && !untouched.is_empty() {
+        outln!("Not rebound (not asked for): {}", untouched.join(", "));
+    }
+    if invalid.is_empty() {
+        return Ok(());
+    }
+    report_invalid(&invalid, &d)
+}
+
+fn print_plan(plan: &fix::FixPlan) {
     for r in &plan.rebinds {
         outln!(
             "rebind {:<20} serial {} -> {} ({})",
@@ -93,21 +128,103 @@ pub fn run(args: FixArgs) -> CmdResult {
     for t in &plan.grants {
         outln!("grant  {} read on the key of {t}", plan.principal);
     }
-    if args.dry_run {
-        outln!("(dry run: nothing changed)");
-        return Ok(());
+}
+
+/// Certificates a rebind cannot help: expired or not yet valid. Exit 1: not fixed.
+fn report_invalid(invalid: &[fix::OutsideValidity], d: &Deployment) -> CmdResult {
+    let dir = d.root().display();
+    for i in invalid {
+        let what = match &i.problem {
+            Problem::NotYetValid { .. } => "not yet valid",
+            _ => "expired",
+        };
+        outln!(
+            "{what:<13} {:<20} {} {}",
+            i.connection,
+            i.thumbprint,
+            i.problem
+        );
+    }
+    let mut thumbs: Vec<&str> = invalid.iter().map(|i| i.thumbprint.as_str()).collect();
+    thumbs.dedup();
+    for t in thumbs {
+        outln!(
+            "  a rebind cannot help: renew it, then fix: lcs-sim store renew {dir} {t} --policy new-key-keep-acl && lcs-sim fix {dir}"
+        );
+    }
+    Err(Failure {
+        code: 1,
+        error: anyhow::anyhow!(
+            "not fixed: {} use a certificate outside its validity",
+            invalid
+                .iter()
+                .map(|i| i.connection.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
+fn fix_error(e: FixOnDiskError) -> Failure {
+    if let FixOnDiskError::Unresolved { references, .. } = &e {
+        for (id, reference) in references {
+            eprintln!("{id}: {reference} names no certificate in the store, active or archived");
+        }
+    }
+    Failure {
+        code: 2,
+        error: e.into(),
+    }
+}
+
+fn run_live(args: &FixArgs) -> CmdResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime
+        .block_on(client::fix_live(&args.dir, &args.connections))
+        .map_err(|e| match e {
+            LiveFixError::Fix(e) => fix_error(e),
+            LiveFixError::Admin { .. } => Failure {
+                code: 1,
+                error: e.into(),
+            },
+            other => Failure {
+                code: 2,
+                error: other.into(),
+            },
+        })?;
+    if outcome.plan.is_empty() {
+        outln!("lcs.toml: nothing to fix on disk.");
+    } else {
+        print_plan(&outcome.plan);
+    }
+    for r in &outcome.response.results {
+        let serials = match (&r.from, &r.to) {
+            (Some(f), Some(t)) => format!("serial {} -> {}", f.serial, t.serial),
+            _ => String::new(),
+        };
+        let status = match r.status {
+            RebindStatus::Rebound => "rebound",
+            RebindStatus::Unchanged => "unchanged",
+            RebindStatus::Refused => "REFUSED",
+        };
+        let why = match (&r.reason, &r.message) {
+            (Some(reason), Some(m)) => format!("({reason}) {m}"),
+            _ => String::new(),
+        };
+        outln!("live   {:<20} {status:<9} {serials}{why}", r.connection);
+    }
+    if outcome.refused_any() {
+        return Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!(
+                "the running server refused the swap; nothing was swapped (lcs.toml is fixed: a restart would use it)"
+            ),
+        });
     }
     outln!(
-        "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate.",
-        d.root().display()
+        "Fixed live: new handshakes present the renewed certificate; open connections carry on."
     );
-    let untouched: Vec<&str> = config
-        .cert_refs()
-        .map(|(c, _)| c)
-        .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
-        .collect();
-    if !args.connections.is_empty() && !untouched.is_empty() {
-        outln!("Not rebound (not asked for): {}", untouched.join(", "));
-    }
     Ok(())
 }

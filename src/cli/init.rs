@@ -59,6 +59,10 @@ pub struct InitArgs {
     /// Address of the federation peer (host:port).
     #[arg(long, default_value = "127.0.0.1:5071")]
     peer_address: String,
+    /// Port of `serve`'s admin endpoint on 127.0.0.1 (/healthz, /metrics, /certs, POST
+    /// /rebind); 0 picks a free one at each start (serve prints it, DIR/serve.json records it).
+    #[arg(long, default_value_t = 5080)]
+    admin_port: u16,
     /// Replace the deployment in a non-empty folder (its store, PKI, log and lcs.toml).
     #[arg(long)]
     force: bool,
@@ -98,6 +102,7 @@ pub fn run(args: InitArgs) -> CmdResult {
         validity_days: args.validity_days,
         federated_domain: args.federated_domain,
         peer_address: args.peer_address,
+        admin_port: args.admin_port,
         force: args.force,
     };
     let (deployment, report) = Deployment::init(&args.dir, &opts, SystemClock.now_utc())?;

@@ -1,6 +1,7 @@
 //! Subcommands, one file each. Each parses its flags (clap), turns them into validated options,
 //! and runs; errors come back as [`Failure`] with the exit code they deserve.
 
+mod doctor;
 mod events;
 mod fix;
 mod init;
@@ -61,6 +62,7 @@ enum Command {
     Serve(serve::ServeArgs),
     Events(events::EventsArgs),
     Fix(fix::FixArgs),
+    Doctor(doctor::DoctorArgs),
     #[command(subcommand)]
     Load(load::LoadCommand),
 }
@@ -75,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Events(args) => events::run(args),
         Command::Fix(args) => fix::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Load(cmd) => load::run(cmd),
     };
     match result {

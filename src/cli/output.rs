@@ -1,8 +1,10 @@
 //! How certificates are shown: one serialisable view for JSON, and the text rendering.
 
+use lcs_sim::certcheck::{self, Problem};
 use lcs_sim::config::Config;
 use lcs_sim::store::{Ace, Store, StoredCert};
 use serde::Serialize;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Output format of listing commands.
@@ -13,6 +15,32 @@ pub enum Format {
     Text,
     /// For programs: stable field names.
     Json,
+}
+
+/// Where a certificate stands: archived, or (if not) whether it is within its validity now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// In the store, found by a lookup, and within its validity.
+    Active,
+    /// Renewed: invisible to the issuer + serial lookup a service does at start.
+    Archived,
+    /// Past its notAfter: peers refuse it.
+    Expired,
+    /// Before its notBefore: peers refuse it.
+    NotYetValid,
+}
+
+/// Whether a certificate is within its validity now, archived or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validity {
+    /// notBefore <= now <= notAfter.
+    Valid,
+    /// Past its notAfter.
+    Expired,
+    /// Before its notBefore.
+    NotYetValid,
 }
 
 /// A certificate as `store list --format json` shows it.
@@ -28,6 +56,10 @@ pub struct CertView<'a> {
     pub not_before: String,
     pub not_after: String,
     pub archived: bool,
+    /// `active`, `archived`, `expired` or `not_yet_valid` (archived wins over the dates).
+    pub status: Status,
+    /// `valid`, `expired` or `not_yet_valid` at the time of the command.
+    pub validity: Validity,
     pub renewed_by: Option<&'a str>,
     /// The certificate this one renewed, if any.
     pub renews: Option<&'a str>,
@@ -39,8 +71,24 @@ pub struct CertView<'a> {
 }
 
 impl<'a> CertView<'a> {
-    pub fn new(cert: &'a StoredCert, store: &'a Store, config: Option<&Config>) -> Self {
+    pub fn new(
+        cert: &'a StoredCert,
+        store: &'a Store,
+        config: Option<&Config>,
+        now: OffsetDateTime,
+    ) -> Self {
         let info = &cert.info;
+        let validity = match certcheck::validity(cert, now) {
+            None => Validity::Valid,
+            Some(Problem::NotYetValid { .. }) => Validity::NotYetValid,
+            Some(_) => Validity::Expired,
+        };
+        let status = match (cert.archived, validity) {
+            (true, _) => Status::Archived,
+            (false, Validity::Valid) => Status::Active,
+            (false, Validity::Expired) => Status::Expired,
+            (false, Validity::NotYetValid) => Status::NotYetValid,
+        };
         let rfc = |t: time::OffsetDateTime| t.format(&Rfc3339).expect("RFC 3339 formats any date");
         let used_by = config
             .map(|c| {
@@ -61,6 +109,8 @@ impl<'a> CertView<'a> {
             not_before: rfc(info.not_before),
             not_after: rfc(info.not_after),
             archived: cert.archived,
+            status,
+            validity,
             renewed_by: cert.renewed_by.as_ref().map(|t| t.as_str()),
             renews: store
                 .list(true)
@@ -78,7 +128,14 @@ impl<'a> CertView<'a> {
     /// The text block `store list` and `store show` print.
     pub fn to_text(&self, detailed: bool) -> String {
         let mut out = String::new();
-        let state = if self.archived { "ARCHIVED" } else { "active" };
+        let state = match (self.archived, self.validity) {
+            (false, Validity::Valid) => "active",
+            (false, Validity::Expired) => "EXPIRED",
+            (false, Validity::NotYetValid) => "NOT YET VALID",
+            (true, Validity::Valid) => "ARCHIVED",
+            (true, Validity::Expired) => "ARCHIVED, EXPIRED",
+            (true, Validity::NotYetValid) => "ARCHIVED, NOT YET VALID",
+        };
         out.push_str(&format!(
             "{}  {}  [{state}]\n",
             self.thumbprint, self.subject

@@ -9,16 +9,18 @@ use anyhow::Context as _;
 use clap::Args;
 use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::deployment::Deployment;
+use lcs_sim::server::admin::{self, ServeFile};
 use lcs_sim::server::{self, ServiceOptions};
 
-use super::CmdResult;
+use super::{CmdResult, Failure};
 
 /// Run the deployment's listeners on real sockets: TLS, mutual TLS and TCP from lcs.toml, each
 /// TLS handshake checked against the store, so a `lcs-sim store renew` in another terminal hits
-/// the running server.
+/// the running server. An admin endpoint on 127.0.0.1 ([admin] port in lcs.toml) answers
+/// /healthz, /metrics, /certs and POST /rebind; DIR/serve.json says where while it runs.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  lcs-sim init demo && lcs-sim serve demo\n  # in another terminal:\n  sipsak -E tls --tls-ca-cert demo/ca.pem -U -i -H 127.0.0.1 -x 120 -s sip:alice@127.0.0.1:5061\n  lcs-sim store renew demo <THUMBPRINT>     # new TLS handshakes now fail\n  lcs-sim events demo                       # after a restart: 14352, 14336, 14347"
+    after_help = "Example:\n  lcs-sim init demo && lcs-sim serve demo\n  # in another terminal:\n  sipsak -E tls --tls-ca-cert demo/ca.pem -U -i -H 127.0.0.1 -x 120 -s sip:alice@127.0.0.1:5061\n  lcs-sim store renew demo <THUMBPRINT>     # new TLS handshakes now fail\n  curl -s 127.0.0.1:5080/healthz            # 503, naming tls-5061, mtls-5062 and the route\n  lcs-sim fix demo --live                   # repaired without a restart\n\nExit codes: 0 stopped normally (Ctrl-C, SIGTERM, --duration); 1 another serve runs on DIR,\nthe admin port is taken, or --require-all and something did not start; 2 bad input."
 )]
 pub struct ServeArgs {
     /// The deployment folder.
@@ -38,94 +40,199 @@ pub struct ServeArgs {
     /// How often to look for store changes made by other processes, in milliseconds.
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     store_poll_ms: u64,
-    /// Stop by itself after SECONDS (for scripts and tests); otherwise run until Ctrl-C.
+    /// Stop by itself after SECONDS (for scripts and tests); otherwise run until Ctrl-C or
+    /// SIGTERM.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     duration: Option<u64>,
+    /// Exit 1 at once if any listener or route fails to start (default: serve with what
+    /// started, as LCS did, say so, and answer /healthz with 503).
+    #[arg(long)]
+    require_all: bool,
+    /// When a bound certificate is renewed, validate its successor and swap it in live, and
+    /// record it in lcs.toml (also `[service] auto_rebind = true`). An unusable successor
+    /// (KB836410: its key is unreadable) is kept out, with a warning event naming the remedy.
+    #[arg(long)]
+    auto_rebind: bool,
 }
 
 pub fn run(args: ServeArgs) -> CmdResult {
     let d = Deployment::open(&args.dir)?;
     let config = d.config()?;
-    let key_log: Option<Arc<dyn rustls::KeyLog>> = match (&args.keylog, args.sslkeylogfile) {
-        (Some(path), _) => Some(Arc::new(KeyLogTo::open(path)?)),
-        (None, true) => match std::env::var_os("SSLKEYLOGFILE") {
-            Some(p) => Some(Arc::new(KeyLogTo::open(&PathBuf::from(p))?)),
-            None => {
-                return Err(
-                    anyhow::anyhow!("--sslkeylogfile given but SSLKEYLOGFILE is not set").into(),
-                );
-            }
-        },
-        (None, false) => None,
-    };
+    let key_log = key_log(&args)?;
+    match ServeFile::read(d.root()) {
+        Ok(Some(other)) => {
+            return Err(Failure {
+                code: 1,
+                error: anyhow::anyhow!(
+                    "another `lcs-sim serve` runs on {} (pid {}, admin http://{}, since {}); stop it first",
+                    d.root().display(),
+                    other.pid,
+                    other.admin,
+                    other.started_at
+                ),
+            });
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("note: {e}; replacing it"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let options = ServiceOptions {
-            key_log,
-            ..ServiceOptions::default()
-        };
-        let poll = Duration::from_millis(args.store_poll_ms);
-        let live = server::live::serve(&d, clock, options, poll).await?;
-        let running = &live.running;
+    runtime.block_on(serve(args, d, config, key_log))
+}
+
+fn key_log(args: &ServeArgs) -> anyhow::Result<Option<Arc<dyn rustls::KeyLog>>> {
+    Ok(match (&args.keylog, args.sslkeylogfile) {
+        (Some(path), _) => Some(Arc::new(KeyLogTo::open(path)?)),
+        (None, true) => match std::env::var_os("SSLKEYLOGFILE") {
+            Some(p) => Some(Arc::new(KeyLogTo::open(&PathBuf::from(p))?)),
+            None => anyhow::bail!("--sslkeylogfile given but SSLKEYLOGFILE is not set"),
+        },
+        (None, false) => None,
+    })
+}
+
+async fn serve(
+    args: ServeArgs,
+    d: Deployment,
+    config: lcs_sim::config::Config,
+    key_log: Option<Arc<dyn rustls::KeyLog>>,
+) -> CmdResult {
+    let admin_listener = admin::bind(config.admin.port).await.map_err(|e| Failure {
+        code: 1,
+        error: anyhow::anyhow!(
+            "cannot listen on the admin port 127.0.0.1:{} ([admin] port in {}): {e}; is another serve running?",
+            config.admin.port,
+            d.config_path().display()
+        ),
+    })?;
+    let admin_addr = admin_listener.local_addr()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let options = ServiceOptions {
+        key_log,
+        auto_rebind: args.auto_rebind,
+        ..ServiceOptions::default()
+    };
+    let poll = Duration::from_millis(args.store_poll_ms);
+    let live = server::live::serve(&d, clock.clone(), options, poll).await?;
+    let running = &live.running;
+    banner(
+        &d,
+        &config,
+        running,
+        admin_addr,
+        args.auto_rebind || config.auto_rebind,
+    );
+    if args.require_all && !running.failed.is_empty() {
+        live.stop().await;
+        return Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!("--require-all: not every listener and route started"),
+        });
+    }
+    let state = admin::AdminState {
+        handle: running.handle(),
+        deployment: d.clone(),
+    };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, state));
+    ServeFile {
+        pid: std::process::id(),
+        admin: admin_addr,
+        started_at: clock.now_utc(),
+    }
+    .write(d.root())?;
+    outln!("Ctrl-C or SIGTERM stops.");
+    let metrics = running.metrics.clone();
+    let status = async {
+        let mut tick = tokio::time::interval(Duration::from_secs(args.status_interval));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if !args.quiet {
+                outln!("{}", metrics.snapshot().status_line());
+            }
+        }
+    };
+    tokio::select! {
+        () = stop_signal(args.duration) => {}
+        () = status => {}
+    }
+    let summary = running.metrics.snapshot().status_line();
+    admin_task.abort();
+    live.stop().await;
+    ServeFile::remove_own(d.root());
+    outln!("stopped. {summary}");
+    Ok(())
+}
+
+fn banner(
+    d: &Deployment,
+    config: &lcs_sim::config::Config,
+    running: &server::Running,
+    admin: std::net::SocketAddr,
+    auto_rebind: bool,
+) {
+    outln!(
+        "lcs-sim serving {} as {} ({})",
+        config.service.server,
+        config.service.principal,
+        d.root().display()
+    );
+    for l in &running.listeners {
         outln!(
-            "lcs-sim serving {} as {} ({})",
-            config.service.server,
-            config.service.principal,
+            "  listening  {:<20} {:<5} {}",
+            l.id,
+            l.transport.to_string(),
+            l.addr
+        );
+    }
+    for f in &running.failed {
+        let ids: Vec<String> = f.events.iter().map(u32::to_string).collect();
+        outln!(
+            "  NOT STARTED {:<19} {} (events {})",
+            f.id,
+            f.cause,
+            ids.join(", ")
+        );
+    }
+    for w in &running.warnings {
+        outln!("  WARNING    {w}");
+    }
+    outln!("  admin      http://{admin}  (/healthz /metrics /certs, POST /rebind)");
+    if auto_rebind {
+        outln!("  auto-rebind on: renewed certificates are validated and swapped in live");
+    }
+    if !running.failed.is_empty() {
+        let total = config.connections.len() + config.routes.len();
+        outln!(
+            "WARNING: running with {} of {total} connections and routes; /healthz answers 503. See `lcs-sim events {}`.",
+            total - running.failed.len(),
             d.root().display()
         );
-        for l in &running.listeners {
-            outln!(
-                "  listening  {:<20} {:<5} {}",
-                l.id,
-                l.transport.to_string(),
-                l.addr
-            );
-        }
-        for f in &running.failed {
-            let ids: Vec<String> = f.events.iter().map(u32::to_string).collect();
-            outln!(
-                "  NOT STARTED {:<19} {} (events {})",
-                f.id,
-                f.error,
-                ids.join(", ")
-            );
-        }
-        if !running.failed.is_empty() {
-            outln!("  see `lcs-sim events {}`", d.root().display());
-        }
-        outln!("Ctrl-C stops.");
-        let metrics = running.metrics.clone();
-        let status = async {
-            let mut tick = tokio::time::interval(Duration::from_secs(args.status_interval));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if !args.quiet {
-                    outln!("{}", metrics.snapshot().status_line());
-                }
+    }
+}
+
+/// Resolves on Ctrl-C, SIGTERM, or after `duration` seconds.
+async fn stop_signal(duration: Option<u64>) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
             }
-        };
-        let stop = async {
-            match args.duration {
-                Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        };
-        tokio::select! {
-            () = stop => {}
-            () = status => {}
+            Err(_) => std::future::pending().await,
         }
-        let summary = running.metrics.snapshot().status_line();
-        live.stop().await;
-        outln!("stopped. {summary}");
-        Ok::<_, lcs_sim::deployment::DeploymentError>(())
-    })?;
-    Ok(())
+    };
+    let timer = async {
+        match duration {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+        () = timer => {}
+    }
 }
 
 /// Appends TLS secrets in NSS key log format to a file.

@@ -8,7 +8,7 @@ use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::config::Config;
 use lcs_sim::deployment::Deployment;
 use lcs_sim::pki::to_pem;
-use lcs_sim::store::{RenewalPolicy, Right};
+use lcs_sim::store::{DEFAULT_PRINCIPALS, RenewalPolicy, Right};
 
 use super::CmdResult;
 use super::output::{CertView, Format};
@@ -45,12 +45,15 @@ pub enum StoreCommand {
         /// Thumbprint or a unique prefix of one.
         thumbprint: String,
     },
-    /// Grant a principal a right on a certificate's private key.
+    /// Grant a principal a right on a certificate's private key. The principal must be SYSTEM,
+    /// Administrators, the service principal of lcs.toml or already on some key's ACL, unless
+    /// --new-principal.
     #[command(
-        after_help = "Example (what \"Change Certificate\" does for the service account):\n  lcs-sim store grant demo 7A3F RTCService --right read"
+        after_help = "Example (what \"Change Certificate\" does for the service account):\n  lcs-sim store grant demo 7A3F RTCService --right read\n  lcs-sim store grant demo 7A3F Ops --right full_control --new-principal"
     )]
     Grant(AclArgs),
-    /// Revoke a right (or, without --right, every right) on a certificate's private key.
+    /// Revoke a right (or, without --right, every right) on a certificate's private key. The
+    /// principal must be one the deployment knows (see grant).
     Revoke(AclArgs),
     /// Renew a certificate as Group Policy auto-enrollment does.
     #[command(
@@ -78,6 +81,11 @@ pub struct AclArgs {
     /// The right (grant: default read; revoke: default every right).
     #[arg(long, value_enum)]
     right: Option<RightArg>,
+    /// Accept a principal the deployment does not know yet (not SYSTEM, Administrators, the
+    /// service principal of lcs.toml, or on any key's ACL). Without it such a name is refused
+    /// as a likely typo.
+    #[arg(long)]
+    new_principal: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -127,6 +135,7 @@ pub fn run(cmd: StoreCommand) -> CmdResult {
         StoreCommand::Grant(a) => {
             let right = a.right.map_or(Right::Read, Right::from);
             let d = open(&a.dir)?;
+            check_principal(&d, &a)?;
             let (thumb, changed) = d.store().update(|s| {
                 let t = s.find(&a.thumbprint)?.thumbprint().clone();
                 let changed = s.grant(&t, &a.principal, right)?;
@@ -143,6 +152,7 @@ pub fn run(cmd: StoreCommand) -> CmdResult {
         StoreCommand::Revoke(a) => {
             let right = a.right.map(Right::from);
             let d = open(&a.dir)?;
+            check_principal(&d, &a)?;
             let (thumb, changed) = d.store().update(|s| {
                 let t = s.find(&a.thumbprint)?.thumbprint().clone();
                 let changed = s.revoke(&t, &a.principal, right)?;
@@ -171,6 +181,46 @@ fn open(dir: &Path) -> Result<Deployment, super::Failure> {
     Ok(Deployment::open(dir)?)
 }
 
+/// Refuses an empty principal, and one the deployment does not know unless `--new-principal`:
+/// `store grant demo 7A3F RTCSevice` must not quietly add a typo to the ACL. Known are SYSTEM,
+/// Administrators, the service principal of lcs.toml and everyone on some key's ACL.
+fn check_principal(d: &Deployment, a: &AclArgs) -> CmdResult {
+    let principal = a.principal.as_str();
+    if principal.trim().is_empty() || principal.chars().any(char::is_control) {
+        return Err(anyhow::anyhow!(
+            "the principal must be an account or group name, e.g. RTCService; got {principal:?}; nothing was changed"
+        )
+        .into());
+    }
+    if a.new_principal {
+        return Ok(());
+    }
+    let store = d.store().load()?;
+    let config = d.config().ok();
+    let mut known: Vec<&str> = DEFAULT_PRINCIPALS.to_vec();
+    if let Some(c) = &config {
+        known.push(&c.service.principal);
+    }
+    for p in store.principals() {
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(p)) {
+            known.push(p);
+        }
+    }
+    if known.iter().any(|k| k.eq_ignore_ascii_case(principal)) {
+        return Ok(());
+    }
+    let service = match &config {
+        Some(c) => format!("the service principal ({})", c.service.principal),
+        None => "the service principal (lcs.toml cannot be read)".to_string(),
+    };
+    Err(anyhow::anyhow!(
+        "unknown principal `{principal}`: it is not SYSTEM, Administrators, {service} or on any key's ACL \
+         (known: {}); check the spelling, or pass --new-principal to add a new account; nothing was changed",
+        known.join(", ")
+    )
+    .into())
+}
+
 /// The configuration, if it can be read; store commands still work without it.
 fn config_if_any(d: &Deployment) -> Option<Config> {
     match d.config() {
@@ -186,9 +236,10 @@ fn list(dir: &Path, all: bool, format: Format) -> CmdResult {
     let d = open(dir)?;
     let store = d.store().load()?;
     let config = config_if_any(&d);
+    let now = SystemClock.now_utc();
     let views: Vec<CertView> = store
         .list(all)
-        .map(|c| CertView::new(c, &store, config.as_ref()))
+        .map(|c| CertView::new(c, &store, config.as_ref(), now))
         .collect();
     match format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&views)?),
@@ -212,7 +263,12 @@ fn show(dir: &Path, thumbprint: &str, format: Format) -> CmdResult {
     let d = open(dir)?;
     let store = d.store().load()?;
     let config = config_if_any(&d);
-    let view = CertView::new(store.find(thumbprint)?, &store, config.as_ref());
+    let view = CertView::new(
+        store.find(thumbprint)?,
+        &store,
+        config.as_ref(),
+        SystemClock.now_utc(),
+    );
     match format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&view)?),
         Format::Text => out!("{}", view.to_text(true)),

@@ -6,10 +6,8 @@
 //! running `serve` notices the change as it notices any other process's (it polls the store). The
 //! certificate concerned is the one the loaded connection is configured with in `lcs.toml`.
 //!
-//! `fix-live` is today's `lcs-sim fix` (rebind in `lcs.toml`, grant read on the renewed key),
-//! which revives a running server after a same-key renewal because the old and renewed
-//! certificates share the key. The live-operations issue adds `POST /rebind` to a running
-//! `serve`; [`fix_live`] is the one place to switch to it.
+//! `fix-live` is `lcs-sim fix DIR --live`: the fix on disk, then `POST /rebind` to the running
+//! `serve` found through its `serve.json` ([`fix_live`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -190,6 +188,9 @@ pub enum FaultError {
     /// lcs.toml could not be read or written.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// `fix-live` is applied with [`fix_live`], not [`apply`].
+    #[error("fix-live is applied through the admin endpoint (faults::fix_live)")]
+    NotHere,
     /// The connection has no certificate, or it is not in the store.
     #[error("connection `{connection}` names no certificate in the store")]
     NoCertificate {
@@ -207,7 +208,7 @@ pub fn apply(dir: &Path, connection: &str, action: &FaultAction) -> Result<Strin
         .connections
         .iter()
         .find(|c| c.id == connection)
-        .and_then(|c| c.certificate.clone())
+        .and_then(|c| c.certificate().cloned())
         .ok_or_else(|| FaultError::NoCertificate {
             connection: connection.into(),
         })?;
@@ -243,7 +244,8 @@ pub fn apply(dir: &Path, connection: &str, action: &FaultAction) -> Result<Strin
             let verb = if grant { "granted read to" } else { "revoked" };
             Ok(format!("{verb} {principal} on the key of {thumb}"))
         }
-        FaultAction::FixLive => fix_live(dir, &[connection.to_owned()]),
+        // Async (HTTP to the admin endpoint): see [`fix_live`].
+        FaultAction::FixLive => Err(FaultError::NotHere),
     }
 }
 
@@ -269,30 +271,23 @@ fn active_of(store: &Store, reference: &CertRef) -> Option<Thumbprint> {
     Some(t)
 }
 
-/// The KB836410 fix on a running deployment: today `lcs-sim fix`'s plan and change (rebind in
-/// `lcs.toml`, grant read on the renewed key, under the store's lock). A running `serve` picks
-/// up the grant from the store; after a same-key renewal that revives its listener. The switch
-/// to the admin endpoint's rebind (live-operations issue) goes here.
-pub fn fix_live(dir: &Path, _connections: &[String]) -> Result<String, FaultError> {
-    let d = Deployment::open(dir)?;
-    let mut config = d.config()?;
-    let path = d.config_path();
-    let mut saved = Ok(());
-    let plan = d.store().update(|store| {
-        let plan = crate::fix::plan(&config, store, &[]);
-        if plan.unresolved.is_empty() && !plan.is_empty() {
-            crate::fix::apply_to_store(&plan, store)?;
-            crate::fix::apply_to_config(&plan, &mut config);
-            saved = config.save(&path);
-        }
-        Ok(plan)
-    })?;
-    saved?;
+/// The KB836410 fix on the running `serve` of `dir`, as `lcs-sim fix DIR --live` does it:
+/// today's fix on disk (rebind in `lcs.toml`, grant read, under the store's lock), then
+/// `POST /rebind` to the admin endpoint found through `serve.json`, which swaps every
+/// connection's credential live. Without a running `serve` nothing is changed and the fault
+/// fails (with the reason in the report).
+pub async fn fix_live(dir: &Path) -> Result<String, crate::server::admin::client::LiveFixError> {
+    let outcome = crate::server::admin::client::fix_live(dir, &[]).await?;
+    let verdict = if outcome.refused_any() {
+        "refused"
+    } else {
+        "accepted"
+    };
     Ok(format!(
-        "fix: {} rebind(s), {} grant(s) of read to {}",
-        plan.rebinds.len(),
-        plan.grants.len(),
-        plan.principal
+        "fix: {} rebind(s), {} grant(s) of read to {}; live rebind {verdict} by the server",
+        outcome.plan.rebinds.len(),
+        outcome.plan.grants.len(),
+        outcome.plan.principal
     ))
 }
 

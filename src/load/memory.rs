@@ -20,12 +20,10 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 
 /// The pid in a deployment's `serve.json`, if a server wrote one.
 pub fn serve_pid(dir: &Path) -> Option<u32> {
-    #[derive(serde::Deserialize)]
-    struct ServeJson {
-        pid: u32,
-    }
-    let text = std::fs::read_to_string(dir.join("serve.json")).ok()?;
-    serde_json::from_str::<ServeJson>(&text).ok().map(|s| s.pid)
+    crate::server::admin::ServeFile::read(dir)
+        .ok()
+        .flatten()
+        .map(|s| s.pid)
 }
 
 /// The memory per connection, from the RSS before the users connected and now.

@@ -238,16 +238,21 @@ async fn apply_faults(target: Target, faults: Vec<Fault>, start: Instant) -> Vec
     faults.sort_by_key(|f| f.at);
     for f in faults {
         sleep_until(start + f.at).await;
-        let (dir, connection, action) = (dir.clone(), connection.clone(), f.action.clone());
-        let result =
-            tokio::task::spawn_blocking(move || faults::apply(&dir, &connection, &action)).await;
+        let result = if f.action == FaultAction::FixLive {
+            faults::fix_live(&dir).await.map_err(|e| e.to_string())
+        } else {
+            let (dir, connection, action) = (dir.clone(), connection.clone(), f.action.clone());
+            tokio::task::spawn_blocking(move || faults::apply(&dir, &connection, &action))
+                .await
+                .map_err(|e| format!("the fault's task failed: {e}"))
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        };
         let applied = monotonic_now()
             .saturating_duration_since(start)
             .as_secs_f64();
         let (ok, result) = match result {
-            Ok(Ok(what)) => (true, what),
-            Ok(Err(e)) => (false, e.to_string()),
-            Err(e) => (false, format!("the fault's task failed: {e}")),
+            Ok(what) => (true, what),
+            Err(e) => (false, e),
         };
         out.push(FaultRecord {
             at_s: f.at.as_secs_f64(),

@@ -191,9 +191,9 @@ fn from_deployment(dir: &Path, o: &TargetOptions) -> Result<Resolved, TargetErro
         .iter()
         .find(|c| match &o.connection {
             Some(id) => &c.id == id,
-            None => c.transport == Transport::Tls,
+            None => c.transport() == Transport::Tls,
         })
-        .filter(|c| c.transport != Transport::Tcp)
+        .filter(|c| c.transport() != Transport::Tcp)
         .ok_or_else(|| TargetError::NoConnection {
             dir: dir.display().to_string(),
             id: o.connection.clone(),

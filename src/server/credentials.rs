@@ -23,7 +23,7 @@ use rustls::sign::CertifiedKey;
 
 use crate::config::CertRef;
 use crate::pki::Thumbprint;
-use crate::store::{DiskStore, Store, StoreError};
+use crate::store::{DiskStore, IndexStamp, Store, StoreError};
 use crate::winerr;
 
 /// One version of the store with its parsed keys.
@@ -45,6 +45,9 @@ impl fmt::Debug for Snapshot {
 pub struct LiveStore {
     current: RwLock<Arc<Snapshot>>,
     chain_tail: Arc<Vec<CertificateDer<'static>>>,
+    /// Bumped on every replacement, so a task can wait for a change (auto-rebind) instead of
+    /// polling a clock: works the same on turmoil's virtual time.
+    version: tokio::sync::watch::Sender<u64>,
 }
 
 impl LiveStore {
@@ -58,7 +61,23 @@ impl LiveStore {
                 certified: Mutex::default(),
             })),
             chain_tail,
+            version: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// The certificates sent after each leaf (the issuing CA).
+    pub fn intermediates(&self) -> Vec<CertificateDer<'static>> {
+        self.chain_tail.as_ref().clone()
+    }
+
+    /// How many times the store was replaced since it was loaded.
+    pub fn version(&self) -> u64 {
+        *self.version.borrow()
+    }
+
+    /// A receiver that sees every replacement of the store from now on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     /// The current snapshot.
@@ -74,6 +93,7 @@ impl LiveStore {
             certified: Mutex::default(),
         });
         *self.current.write().expect("store lock poisoned") = next;
+        self.version.send_modify(|v| *v += 1);
     }
 
     /// Changes the store in place: a copy is changed and swapped in.
@@ -86,15 +106,24 @@ impl LiveStore {
             chain_tail: self.chain_tail.clone(),
             certified: Mutex::default(),
         });
+        drop(guard);
+        self.version.send_modify(|v| *v += 1);
         out
     }
 }
 
-/// Polls `disk` every `every` and swaps in a new snapshot when `index.json` changes. Runs until
-/// the task is dropped. A store that fails to load (say, half edited by hand) is reported once
-/// and the last good snapshot stays in use.
-pub async fn watch_disk(live: Arc<LiveStore>, disk: DiskStore, every: Duration) {
-    let mut last = disk.stamp().ok();
+/// Polls `disk` every `every` and swaps in a new snapshot when `index.json` changes from
+/// `loaded` (its stamp read *before* the store in `live` was loaded, so a change made between
+/// the load and the first poll is not missed). Runs until the task is dropped. A store that
+/// fails to load (say, half edited by hand) is reported once and the last good snapshot stays
+/// in use.
+pub async fn watch_disk(
+    live: Arc<LiveStore>,
+    disk: DiskStore,
+    loaded: Option<IndexStamp>,
+    every: Duration,
+) {
+    let mut last = loaded;
     let mut reported = false;
     loop {
         tokio::time::sleep(every).await;
@@ -184,12 +213,9 @@ impl CredentialError {
 /// and the principal that opens its key.
 #[derive(Debug)]
 pub struct Credential {
-    /// The connection or route id.
-    pub connection: String,
     principal: String,
     live: Arc<LiveStore>,
     bound: RwLock<Bound>,
-    last_error: Mutex<Option<CredentialError>>,
 }
 
 #[derive(Debug, Clone)]
@@ -198,22 +224,33 @@ struct Bound {
     thumbprint: Thumbprint,
 }
 
+/// A certificate validated for a credential and not yet swapped in: the first half of an
+/// all-or-nothing rebind ([`Credential::prepare`], then [`Credential::commit`]).
+#[derive(Debug, Clone)]
+pub struct PreparedBind {
+    bound: Bound,
+}
+
+impl PreparedBind {
+    /// The certificate that would be bound.
+    pub fn thumbprint(&self) -> &Thumbprint {
+        &self.bound.thumbprint
+    }
+}
+
 impl Credential {
     /// Looks `reference` up as the service does at start, and checks that `principal` can open
     /// the key. Fails as a restart after KB836410 fails.
     pub fn acquire(
-        connection: &str,
         reference: &CertRef,
         principal: &str,
         live: Arc<LiveStore>,
     ) -> Result<Arc<Self>, CredentialError> {
         let bound = resolve_reference(&live, reference, principal)?;
         Ok(Arc::new(Self {
-            connection: connection.into(),
             principal: principal.into(),
             live,
             bound: RwLock::new(bound),
-            last_error: Mutex::new(None),
         }))
     }
 
@@ -227,30 +264,43 @@ impl Credential {
         self.bound.read().expect("lock").thumbprint.clone()
     }
 
+    /// The principal that opens the key.
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    /// The store this credential reads.
+    pub fn store(&self) -> &Arc<LiveStore> {
+        &self.live
+    }
+
     /// The key and chain for one handshake, after the ACL check.
     pub fn certified_key(&self) -> Result<Arc<CertifiedKey>, CredentialError> {
         let thumbprint = self.thumbprint();
         let snapshot = self.live.snapshot();
-        let result = certified_key(&snapshot, &thumbprint, &self.principal);
-        if let Err(e) = &result {
-            *self.last_error.lock().expect("lock") = Some(e.clone());
-        }
-        result
+        certified_key(&snapshot, &thumbprint, &self.principal)
     }
 
-    /// The most recent failure, for the log.
-    pub fn last_error(&self) -> Option<CredentialError> {
-        self.last_error.lock().expect("lock").clone()
-    }
-
-    /// Binds the connection to another certificate while running: the new credential is
-    /// validated (found by issuer + serial, key readable, usable for TLS) before the swap, and the
-    /// swap is atomic, so no handshake sees a half-made change. On error nothing changes.
-    pub fn rebind(&self, reference: &CertRef) -> Result<Thumbprint, CredentialError> {
+    /// Validates `reference` for this credential (found by issuer + serial, key readable by the
+    /// principal, usable for TLS) without binding it.
+    pub fn prepare(&self, reference: &CertRef) -> Result<PreparedBind, CredentialError> {
         let bound = resolve_reference(&self.live, reference, &self.principal)?;
-        certified_key(&self.live.snapshot(), &bound.thumbprint, &self.principal)?;
-        let thumbprint = bound.thumbprint.clone();
-        *self.bound.write().expect("lock") = bound;
+        Ok(PreparedBind { bound })
+    }
+
+    /// Swaps a prepared certificate in. The swap is one write under a lock, so no handshake
+    /// sees a half-made change; established connections keep the session they have.
+    pub fn commit(&self, prepared: PreparedBind) {
+        *self.bound.write().expect("lock") = prepared.bound;
+    }
+
+    /// [`prepare`](Self::prepare) then [`commit`](Self::commit), for one credential. On error
+    /// nothing changes. A rebind of several connections goes through
+    /// [`Running::rebind`](super::Running::rebind), which validates all before swapping any.
+    pub fn rebind(&self, reference: &CertRef) -> Result<Thumbprint, CredentialError> {
+        let prepared = self.prepare(reference)?;
+        let thumbprint = prepared.bound.thumbprint.clone();
+        self.commit(prepared);
         Ok(thumbprint)
     }
 }
@@ -350,5 +400,68 @@ impl ResolvesClientCert for StoreClientResolver {
 
     fn has_certs(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::deployment::{Deployment, InitOptions};
+    use crate::store::Right;
+
+    fn credential() -> (tempfile::TempDir, Arc<LiveStore>, Arc<Credential>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (d, _) = Deployment::init(
+            tmp.path().join("d"),
+            &InitOptions::default(),
+            SystemClock.now_utc(),
+        )
+        .unwrap();
+        let config = d.config().unwrap();
+        let live = LiveStore::new(d.store().load().unwrap(), Vec::new());
+        let (_, reference) = config.cert_refs().next().unwrap();
+        let c = Credential::acquire(reference, "RTCService", live.clone()).unwrap();
+        (tmp, live, c)
+    }
+
+    #[test]
+    fn the_parsed_key_is_cached_per_snapshot_but_the_acl_is_checked_every_time() {
+        let (_tmp, live, c) = credential();
+        let first = c.certified_key().unwrap();
+        assert!(Arc::ptr_eq(&first, &c.certified_key().unwrap()), "cached");
+
+        // The ACL is re-checked on every call, cache or not: KB836410 bites at once.
+        let t = c.thumbprint();
+        live.update(|s| s.revoke(&t, "RTCService", None).unwrap());
+        assert!(matches!(
+            c.certified_key(),
+            Err(CredentialError::KeyAccessDenied { .. })
+        ));
+
+        // A new snapshot parses afresh (nothing stale survives a store change).
+        live.update(|s| s.grant(&t, "RTCService", Right::Read).unwrap());
+        let again = c.certified_key().unwrap();
+        assert!(!Arc::ptr_eq(&first, &again));
+        assert_eq!(live.version(), 2);
+    }
+
+    #[test]
+    fn a_refused_prepare_binds_nothing() {
+        let (_tmp, live, c) = credential();
+        let before = c.reference();
+        let mut missing = before.clone();
+        missing.serial = crate::pki::Serial::derive(b"not in the store");
+        assert!(matches!(
+            c.prepare(&missing),
+            Err(CredentialError::NotFound { .. })
+        ));
+        let t = c.thumbprint();
+        live.update(|s| s.revoke(&t, "RTCService", None).unwrap());
+        assert!(matches!(
+            c.prepare(&before),
+            Err(CredentialError::KeyAccessDenied { .. })
+        ));
+        assert_eq!(c.reference(), before, "a refused prepare binds nothing");
     }
 }

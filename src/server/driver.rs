@@ -156,6 +156,8 @@ impl Driver {
             timed_out: s.timed_out,
             queue_depth: s.queue_depth as u64,
             registrations: s.bindings as u64,
+            requests: s.requests_received,
+            responses: s.responses_received,
         });
     }
 }

@@ -43,6 +43,7 @@ pub async fn serve(
 ) -> Result<LiveDeployment, DeploymentError> {
     let config = d.config()?;
     let disk = d.store();
+    let loaded = disk.stamp().ok();
     let store = disk.load()?;
     let ca_path = d.ca_path();
     let ca = std::fs::read(&ca_path).map_err(|source| DeploymentError::Io {
@@ -59,8 +60,10 @@ pub async fn serve(
         .take(1)
         .collect::<Result<_, _>>()
         .map_err(|e| bad_ca(e.to_string()))?;
+    let listeners = config.connections.len();
+    let auto = options.auto_rebind || config.auto_rebind;
     let live = LiveStore::new(store, intermediates);
-    let watcher = tokio::spawn(watch_disk(live.clone(), disk, store_poll));
+    let watcher = tokio::spawn(watch_disk(live.clone(), disk, loaded, store_poll));
     let ctx = ServiceContext {
         config,
         store: live.clone(),
@@ -68,10 +71,83 @@ pub async fn serve(
         clock,
         events: Arc::new(d.event_log()),
     };
+    let on_auto_rebind = match (&options.on_auto_rebind, auto) {
+        (None, true) => Some(record_in_config(d.clone())),
+        (other, _) => other.clone(),
+    };
+    let options = ServiceOptions {
+        default_max_connections: fd_budget(listeners),
+        on_auto_rebind,
+        ..options
+    };
     let running = start(TokioNet, ctx, options).await;
     Ok(LiveDeployment {
         running,
         store: live,
         watcher,
     })
+}
+
+/// Auto-rebind's record of what it swapped: the new references go into lcs.toml (an atomic
+/// write), so a restart binds the same certificates.
+fn record_in_config(d: Deployment) -> super::auto::OnRebound {
+    Arc::new(move |done: &[super::Rebound]| {
+        let path = d.config_path();
+        let result = d.config().and_then(|mut config| {
+            for r in done {
+                if let Some(slot) = config.certificate_mut(&r.connection) {
+                    *slot = r.to.clone();
+                }
+            }
+            config.save(&path)
+        });
+        match result {
+            Ok(()) => tracing::info!(
+                "auto-rebind recorded the new references in {}",
+                path.display()
+            ),
+            Err(e) => {
+                tracing::error!("auto-rebind swapped live but cannot record it in lcs.toml: {e}")
+            }
+        }
+    })
+}
+
+/// File descriptors kept free for everything but accepted connections (the event log, the
+/// store, route connections, the admin endpoint).
+const FD_HEADROOM: u64 = 256;
+
+/// The default per-listener connection cap: the process's soft limit on open files
+/// (`/proc/self/limits`), less [`FD_HEADROOM`], shared by `listeners`; at least 16. Where the
+/// limit cannot be read, 1024 open files are assumed.
+pub fn fd_budget(listeners: usize) -> u32 {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| soft_open_files(&text))
+        .unwrap_or(1024);
+    let share = soft.saturating_sub(FD_HEADROOM) / listeners.max(1) as u64;
+    share.clamp(16, u64::from(u32::MAX)) as u32
+}
+
+/// The soft "Max open files" of a `/proc/PID/limits` text ("unlimited" counts as a million).
+fn soft_open_files(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    match soft {
+        "unlimited" => Some(1_000_000),
+        n => n.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_open_files_limit_is_read_from_proc_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \nMax cpu time              unlimited            unlimited            seconds   \nMax open files            1024                 524288               files     \n";
+        assert_eq!(soft_open_files(text), Some(1024));
+        assert_eq!(soft_open_files("nothing"), None);
+        assert!(fd_budget(3) >= 16);
+    }
 }

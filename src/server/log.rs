@@ -149,3 +149,57 @@ impl ServiceLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::eventlog::MemoryLog;
+
+    fn event(log: &ServiceLog, n: u64) -> Event {
+        log.event(ids::HANDSHAKES_FAILING, Level::Warning, "failing")
+            .with("n", n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repeating_condition_is_logged_once_per_interval_with_a_count() {
+        let sink = Arc::new(MemoryLog::default());
+        let log = ServiceLog::new(sink.clone(), Arc::new(SystemClock), Duration::from_secs(60));
+        log.record_limited("a", event(&log, 1));
+        for n in 2..=4 {
+            log.record_limited("a", event(&log, n));
+        }
+        log.record_limited("b", event(&log, 1));
+        let seen = sink.events();
+        assert_eq!(seen.len(), 2, "one per key: {seen:?}");
+        assert_eq!(seen[0].details["occurrences"], 1);
+
+        // Inside the interval: still held back. After it: the next one carries the count.
+        tokio::time::advance(Duration::from_secs(59)).await;
+        log.record_limited("a", event(&log, 5));
+        assert_eq!(sink.events().len(), 2);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        log.record_limited("a", event(&log, 6));
+        let seen = sink.events();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[2].details["n"], 6);
+        assert_eq!(
+            seen[2].details["occurrences"], 5,
+            "this one and the four held back"
+        );
+
+        // At stop, what is still held back is written with its count: nothing for `a` (just
+        // logged), one for `b` after another occurrence.
+        log.record_limited("b", event(&log, 2));
+        log.flush();
+        let seen = sink.events();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(
+            (
+                seen[3].details["n"].as_u64(),
+                seen[3].details["occurrences"].as_u64()
+            ),
+            (Some(2), Some(1))
+        );
+    }
+}

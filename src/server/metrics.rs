@@ -5,8 +5,8 @@
 //! simulation samples them into its time series.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -65,6 +65,10 @@ pub struct SipCounters {
     pub queue_depth: u64,
     /// Registered bindings now.
     pub registrations: u64,
+    /// SIP requests received (retransmissions included).
+    pub requests: u64,
+    /// SIP responses received.
+    pub responses: u64,
 }
 
 /// All counters of a service.
@@ -80,6 +84,13 @@ pub struct Metrics {
     pub routes: TransportCounters,
     /// Bytes on a TLS port that were not TLS.
     pub not_tls: AtomicU64,
+    /// Credentials swapped by a live rebind (one per connection changed).
+    pub swaps: AtomicU64,
+    /// Rebind requests refused (nothing swapped).
+    pub rebind_refusals: AtomicU64,
+    /// Renewed certificates auto-rebind found unusable and kept the current one for.
+    pub auto_rebind_refusals: AtomicU64,
+    listeners: Mutex<BTreeMap<String, Arc<TransportCounters>>>,
     sip: Mutex<SipCounters>,
 }
 
@@ -91,6 +102,26 @@ impl Metrics {
             Transport::Tls => &self.tls,
             Transport::Mtls => &self.mtls,
         }
+    }
+
+    /// The counters of one listener, by connection id (created on first use).
+    pub fn listener(&self, id: &str) -> Arc<TransportCounters> {
+        self.listeners
+            .lock()
+            .expect("metrics lock")
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Every listener's counters, by connection id.
+    pub fn listeners(&self) -> BTreeMap<String, Arc<TransportCounters>> {
+        self.listeners.lock().expect("metrics lock").clone()
+    }
+
+    /// The SIP core's counters as last published.
+    pub fn sip(&self) -> SipCounters {
+        *self.sip.lock().expect("metrics lock")
     }
 
     /// Publishes the SIP core's counters.
@@ -144,19 +175,27 @@ pub struct MetricsSnapshot {
 }
 
 impl MetricsSnapshot {
-    /// The one-line status `serve` prints.
+    /// The one-line status `serve` prints, with failures counted by reason.
     pub fn status_line(&self) -> String {
+        let failed = |t: &TransportSnapshot| {
+            if t.failures.is_empty() {
+                format!("{} failed", t.handshakes_failed)
+            } else {
+                let by: Vec<String> = t.failures.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                format!("{} failed: {}", t.handshakes_failed, by.join(", "))
+            }
+        };
         format!(
-            "tls {} open ({} ok, {} failed) | mtls {} open ({} ok, {} failed) | tcp {} open | routes {} up ({} failed) | msgs routed {} queued {} timed out {} waiting {} | registered {}",
+            "tls {} open ({} ok, {}) | mtls {} open ({} ok, {}) | tcp {} open | routes {} up ({}) | msgs routed {} queued {} timed out {} waiting {} | registered {}",
             self.tls.established,
             self.tls.handshakes_ok,
-            self.tls.handshakes_failed,
+            failed(&self.tls),
             self.mtls.established,
             self.mtls.handshakes_ok,
-            self.mtls.handshakes_failed,
+            failed(&self.mtls),
             self.tcp.established,
             self.routes.established,
-            self.routes.handshakes_failed,
+            failed(&self.routes),
             self.sip.routed,
             self.sip.queued,
             self.sip.timed_out,

@@ -8,25 +8,43 @@
 //!
 //! - [`credentials`]: certificate lookup by issuer + serial at start, key ACL check on every
 //!   handshake (the KB836410 mechanism), live rebind;
-//! - [`service`]: start (per-connection credential acquisition, events 14352/14336/14347),
-//!   accept loops, route dialling, stop;
+//! - [`start`](mod@start): per-connection credential acquisition (events 14352/14336/14347);
+//!   `accept`: the connection cap, the handshake with a credential chosen per handshake;
+//!   `route`: dialling static routes;
+//! - [`service`]: the running service: what started, rebind, stop;
+//! - [`reason`]: why a handshake failed, typed;
+//! - [`auto`]: auto-rebind of renewed certificates, driven by store changes;
 //! - [`tls`]: rustls configurations on the injected clock;
 //! - [`metrics`], [`log`]: counters and the rate-limited application log;
 //! - [`net`]: the listener / dialler abstraction;
-//! - [`live`]: a deployment folder's service on real sockets (`serve`, tests, benches).
+//! - [`live`]: a deployment folder's service on real sockets (`serve`, tests, benches);
+//! - [`admin`]: the loopback admin endpoint (`/healthz`, `/metrics`, `/certs`, `POST /rebind`),
+//!   `serve.json`, and the client `fix --live` uses.
 
+pub mod admin;
+pub mod auto;
 pub mod credentials;
 pub mod live;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod reason;
+pub mod route;
 pub mod service;
+pub mod start;
 pub mod tls;
 
+mod accept;
 mod conn;
 mod driver;
 
 pub use credentials::{Credential, CredentialError, LiveStore, watch_disk};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use net::{Listener, Network, TokioNet};
-pub use service::{ListenerInfo, Running, ServiceContext, ServiceOptions, StartFailure, start};
+pub use reason::HandshakeFailure;
+pub use route::RouteFailure;
+pub use service::{
+    ListenerInfo, RebindRefusal, RebindTarget, Rebound, Running, ServiceHandle, ServiceOptions,
+    StartCause, StartFailure,
+};
+pub use start::{ServiceContext, proxy_config, start};

@@ -1,35 +1,32 @@
-//! Starting and stopping the emulated service.
+//! A running service: what started, what did not and why, and the operations on it while it
+//! runs (rebind, shutdown).
 //!
-//! Start does what LCS does: for each listening connection, look the certificate up by issuer +
-//! serial and open its key as the service principal; a connection whose credential cannot be had
-//! does not start (events 14352, 14336, 14347) while the others do, so TCP keeps serving after a
-//! KB836410 restart. Routes acquire their credential the same way and, lacking it, never dial:
-//! messages for the federated domain wait in the queue and time out.
+//! [`start`](super::start()) builds a [`Running`]; its [`ServiceHandle`] is what other tasks
+//! hold (the admin endpoint, auto-rebind, the simulation's runner), because a rebind must be
+//! one server operation whoever asks for it: every new credential is validated before any is
+//! swapped, and the swap never touches established connections.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
-use rustls::{KeyLog, RootCertStore};
+use rustls::KeyLog;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::clock::Clock;
-use crate::config::{Config, Connection, Route, Transport};
-use crate::eventlog::{EventSink, Level, ids};
-use crate::sip::{self, ConnId, ConnKind, Proxy, ProxyConfig, RouteId, StaticRoute};
+use crate::config::{CertRef, Config, Transport};
+use crate::eventlog::{Level, ids};
 
-use super::conn::pump;
-use super::credentials::{Credential, LiveStore, StoreClientResolver, StoreServerResolver};
-use super::driver::{Dialer, Driver, ToDriver};
+use rustls::RootCertStore;
+
+use crate::certcheck::{Need, Usage};
+
+use super::credentials::{Credential, CredentialError, LiveStore, PreparedBind};
+use super::driver::ToDriver;
 use super::log::ServiceLog;
-use super::metrics::{Metrics, TransportCounters};
-use super::net::{Listener, Network};
-use super::tls;
+use super::metrics::Metrics;
 
 /// Settings of a service run that are not in `lcs.toml`.
 #[derive(Clone)]
@@ -40,6 +37,15 @@ pub struct ServiceOptions {
     pub log_interval: Duration,
     /// Distinguishes this start from others in SIP identifiers (default 0).
     pub instance: u64,
+    /// The per-listener connection cap when `lcs.toml` sets none (default 4096; live mode
+    /// derives it from the process's file-descriptor limit, see [`fd_budget`](super::live::fd_budget)).
+    pub default_max_connections: u32,
+    /// Swap renewed certificates in by themselves (also `[service] auto_rebind` in lcs.toml;
+    /// either turns it on). Default off.
+    pub auto_rebind: bool,
+    /// Called after auto-rebind swapped certificates, to record the new references (live mode
+    /// writes lcs.toml). Default none.
+    pub on_auto_rebind: Option<super::auto::OnRebound>,
 }
 
 impl Default for ServiceOptions {
@@ -48,6 +54,9 @@ impl Default for ServiceOptions {
             key_log: None,
             log_interval: Duration::from_secs(60),
             instance: 0,
+            default_max_connections: 4096,
+            auto_rebind: false,
+            on_auto_rebind: None,
         }
     }
 }
@@ -58,6 +67,8 @@ impl std::fmt::Debug for ServiceOptions {
             .field("key_log", &self.key_log.is_some())
             .field("log_interval", &self.log_interval)
             .field("instance", &self.instance)
+            .field("default_max_connections", &self.default_max_connections)
+            .field("auto_rebind", &self.auto_rebind)
             .finish()
     }
 }
@@ -73,15 +84,293 @@ pub struct ListenerInfo {
     pub addr: SocketAddr,
 }
 
+/// Why a connection or route did not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartCause {
+    /// Its certificate cannot be used (KB836410 after a restart).
+    #[error("{0}")]
+    Credential(CredentialError),
+    /// Its address could not be bound.
+    #[error("cannot bind {endpoint}: {message}")]
+    Bind {
+        /// The address.
+        endpoint: SocketAddr,
+        /// The OS error's kind (`AddrInUse`: another server holds the port).
+        kind: std::io::ErrorKind,
+        /// The OS error's text, for people.
+        message: String,
+    },
+}
+
+impl StartCause {
+    /// A stable snake_case name: the credential's reason, `address_in_use` or `bind_failed`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StartCause::Credential(e) => e.reason(),
+            StartCause::Bind { kind, .. } if *kind == std::io::ErrorKind::AddrInUse => {
+                "address_in_use"
+            }
+            StartCause::Bind { .. } => "bind_failed",
+        }
+    }
+
+    /// The events a failed start logs for this cause, in the order logged: 14352, 14336, then
+    /// 14347 for a listener (Event Viewer shows them newest first, as the KB lists them); 14371
+    /// for a bind.
+    pub fn events(&self, is_listener: bool) -> Vec<u32> {
+        match self {
+            StartCause::Credential(_) if is_listener => vec![
+                ids::CERTIFICATE_UNAVAILABLE,
+                ids::CREDENTIALS_NOT_ACQUIRED,
+                ids::LISTENER_NOT_STARTED,
+            ],
+            StartCause::Credential(_) => {
+                vec![ids::CERTIFICATE_UNAVAILABLE, ids::CREDENTIALS_NOT_ACQUIRED]
+            }
+            StartCause::Bind { .. } => vec![ids::BIND_FAILED],
+        }
+    }
+}
+
 /// A connection or route that did not start, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartFailure {
     /// Connection or route id.
     pub id: String,
-    /// What went wrong (the Windows error for credential failures).
-    pub error: String,
+    /// Why.
+    pub cause: StartCause,
     /// The event ids logged for it.
     pub events: Vec<u32>,
+}
+
+/// One connection's part in a rebind request: the certificate it should present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebindTarget {
+    /// Connection or route id.
+    pub connection: String,
+    /// The certificate to bind.
+    pub to: CertRef,
+}
+
+/// What a rebind did to one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebound {
+    /// Connection or route id.
+    pub connection: String,
+    /// The certificate bound before.
+    pub from: CertRef,
+    /// The certificate bound now.
+    pub to: CertRef,
+    /// False when the connection already presented `to`.
+    pub changed: bool,
+}
+
+/// Why a rebind request was refused (nothing was swapped).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RebindRefusal {
+    /// The id names no running connection or route that uses a certificate.
+    #[error("`{connection}` is not a running connection or route that uses a certificate")]
+    NotRunning {
+        /// The id asked for.
+        connection: String,
+    },
+    /// The new certificate cannot be used by this connection (not found, key unreadable).
+    #[error("{error}")]
+    Unusable {
+        /// The connection.
+        connection: String,
+        /// Why.
+        error: CredentialError,
+    },
+    /// The new certificate is found and its key opens, but it cannot serve the connection
+    /// (outside its validity, wrong name, missing EKU, untrusted chain).
+    #[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        /// The connection.
+        connection: String,
+        /// Every problem [`certcheck`](crate::certcheck) found.
+        problems: Vec<crate::certcheck::Problem>,
+    },
+}
+
+impl RebindRefusal {
+    /// The connection it concerns.
+    pub fn connection(&self) -> &str {
+        match self {
+            RebindRefusal::NotRunning { connection }
+            | RebindRefusal::Unusable { connection, .. }
+            | RebindRefusal::Invalid { connection, .. } => connection,
+        }
+    }
+
+    /// A stable snake_case reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RebindRefusal::NotRunning { .. } => "not_running",
+            RebindRefusal::Unusable { error, .. } => error.reason(),
+            RebindRefusal::Invalid { problems, .. } => {
+                problems.first().map_or("invalid", |p| p.code())
+            }
+        }
+    }
+}
+
+/// What tasks beside the service hold: the credentials, counters and log, and the rebind.
+#[derive(Debug)]
+pub struct ServiceHandle {
+    /// The configuration the service started with.
+    pub config: Config,
+    /// Credentials by connection or route id (those acquired at start).
+    pub credentials: BTreeMap<String, Arc<Credential>>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Listeners that started.
+    pub listeners: Vec<ListenerInfo>,
+    /// Connections and routes that did not.
+    pub failed: Vec<StartFailure>,
+    /// The store the credentials read.
+    pub store: Arc<LiveStore>,
+    /// Wall time.
+    pub clock: Arc<dyn Clock>,
+    /// The deployment's trust anchors (what a new certificate's chain must verify to).
+    pub roots: Arc<RootCertStore>,
+    pub(crate) log: Arc<ServiceLog>,
+}
+
+impl ServiceHandle {
+    /// Rebinds each target connection to its certificate, all or nothing: every new credential
+    /// is validated (found by issuer + serial, key opens as the service principal, usable for
+    /// TLS) before any is swapped; if one fails nothing changes and the refusal is logged
+    /// (14372). Established connections keep their sessions; the next handshake presents the
+    /// new certificate. A done rebind is logged as 14370.
+    pub fn rebind(&self, targets: &[RebindTarget]) -> Result<Vec<Rebound>, Vec<RebindRefusal>> {
+        let mut prepared = Vec::new();
+        let mut refused = Vec::new();
+        for t in targets {
+            match self.validate(t) {
+                Ok((credential, p)) => prepared.push((t, credential, p)),
+                Err(r) => refused.push(r),
+            }
+        }
+        if !refused.is_empty() {
+            self.log_refused(&refused);
+            return Err(refused);
+        }
+        let mut done = Vec::new();
+        for (t, credential, p) in prepared {
+            let from = credential.reference();
+            let changed = from != t.to;
+            credential.commit(p);
+            done.push(Rebound {
+                connection: t.connection.clone(),
+                from,
+                to: t.to.clone(),
+                changed,
+            });
+        }
+        self.log_rebound(&done);
+        Ok(done)
+    }
+
+    /// Validates one target without swapping: the certificate is found by issuer + serial and
+    /// its key opens as the service principal ([`Credential::prepare`]), and
+    /// [`certcheck::check`](crate::certcheck::check) finds nothing wrong for what the
+    /// connection does with it (validity now, the server's name, EKUs, chain to the
+    /// deployment's CA).
+    pub fn validate(
+        &self,
+        t: &RebindTarget,
+    ) -> Result<(Arc<Credential>, PreparedBind), RebindRefusal> {
+        let Some(credential) = self.credentials.get(&t.connection) else {
+            return Err(RebindRefusal::NotRunning {
+                connection: t.connection.clone(),
+            });
+        };
+        let prepared = credential
+            .prepare(&t.to)
+            .map_err(|error| RebindRefusal::Unusable {
+                connection: t.connection.clone(),
+                error,
+            })?;
+        let usage = match self
+            .config
+            .connections
+            .iter()
+            .find(|c| c.id == t.connection)
+        {
+            Some(c) => Usage::of_listener(c.transport()).unwrap_or(Usage::Server),
+            None => Usage::ROUTE,
+        };
+        let intermediates = self.store.intermediates();
+        let need = Need {
+            principal: credential.principal(),
+            server_name: &self.config.service.server,
+            usage,
+            roots: &self.roots,
+            intermediates: &intermediates,
+            now: self.clock.now_utc(),
+        };
+        let problems =
+            crate::certcheck::check(&self.store.snapshot().store, prepared.thumbprint(), &need);
+        if !problems.is_empty() {
+            return Err(RebindRefusal::Invalid {
+                connection: t.connection.clone(),
+                problems,
+            });
+        }
+        Ok((credential.clone(), prepared))
+    }
+
+    fn log_rebound(&self, done: &[Rebound]) {
+        let changed: Vec<&Rebound> = done.iter().filter(|r| r.changed).collect();
+        if changed.is_empty() {
+            return;
+        }
+        self.metrics
+            .swaps
+            .fetch_add(changed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let names: Vec<String> = changed.iter().map(|r| r.connection.clone()).collect();
+        let serials: Vec<String> = changed
+            .iter()
+            .map(|r| format!("{}: {} -> {}", r.connection, r.from.serial, r.to.serial))
+            .collect();
+        self.log.record(
+            self.log
+                .event(
+                    ids::CONNECTION_REBOUND,
+                    Level::Information,
+                    format!(
+                        "Connections rebound live to another certificate: {}. Established connections are untouched; new handshakes present the new certificate.",
+                        serials.join(", ")
+                    ),
+                )
+                .with("connections", names),
+        );
+    }
+
+    fn log_refused(&self, refused: &[RebindRefusal]) {
+        self.metrics
+            .rebind_refusals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let lines: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        let reasons: Vec<&str> = refused.iter().map(RebindRefusal::reason).collect();
+        let names: Vec<&str> = refused.iter().map(RebindRefusal::connection).collect();
+        self.log.record(
+            self.log
+                .event(
+                    ids::REBIND_REFUSED,
+                    Level::Warning,
+                    format!(
+                        "A live rebind was refused; nothing was changed: {}.",
+                        lines.join("; ")
+                    ),
+                )
+                .with("connections", names)
+                .with("reasons", reasons),
+        );
+    }
 }
 
 /// A running service.
@@ -95,10 +384,12 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     /// Credentials by connection or route id (those acquired at start).
     pub credentials: BTreeMap<String, Arc<Credential>>,
-    log: Arc<ServiceLog>,
-    to_driver: mpsc::UnboundedSender<ToDriver>,
-    driver: JoinHandle<()>,
-    tasks: Vec<JoinHandle<()>>,
+    /// What an operator should know at start (a bound certificate expired or not yet valid).
+    pub warnings: Vec<String>,
+    pub(crate) handle: Arc<ServiceHandle>,
+    pub(crate) to_driver: mpsc::UnboundedSender<ToDriver>,
+    pub(crate) driver: JoinHandle<()>,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -107,9 +398,14 @@ impl Running {
         self.listeners.iter().find(|l| l.id == id).map(|l| l.addr)
     }
 
-    /// The service's logger (for callers that log on its behalf, such as a rebind).
-    pub fn log(&self) -> &Arc<ServiceLog> {
-        &self.log
+    /// What other tasks hold to watch and rebind the service.
+    pub fn handle(&self) -> Arc<ServiceHandle> {
+        self.handle.clone()
+    }
+
+    /// See [`ServiceHandle::rebind`].
+    pub fn rebind(&self, targets: &[RebindTarget]) -> Result<Vec<Rebound>, Vec<RebindRefusal>> {
+        self.handle.rebind(targets)
     }
 
     /// Stops accepting, closes every connection, and writes the stop event and what the rate
@@ -123,579 +419,19 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.log.flush();
+        let log = &self.handle.log;
+        log.flush();
         let m = self.metrics.snapshot();
-        self.log.record(
-            self.log
-                .event(
-                    ids::SERVICE_STOPPED,
-                    Level::Information,
-                    format!("The service stopped. {}", m.status_line()),
-                )
-                .with(
-                    "metrics",
-                    serde_json::to_value(&m).expect("metrics serialise"),
-                ),
-        );
-    }
-}
-
-/// Everything a service needs besides the network.
-#[derive(Debug, Clone)]
-pub struct ServiceContext {
-    /// The configuration.
-    pub config: Config,
-    /// The store as the service sees it.
-    pub store: Arc<LiveStore>,
-    /// The roots that client certificates (mutual TLS) and route peers must chain to.
-    pub roots: Arc<RootCertStore>,
-    /// Wall time.
-    pub clock: Arc<dyn Clock>,
-    /// The application log.
-    pub events: Arc<dyn EventSink>,
-}
-
-/// Starts the service on `net`. It never fails as a whole: connections that cannot start are
-/// reported in [`Running::failed`] and the event log, and the rest serve.
-pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions) -> Running {
-    let ServiceContext {
-        config,
-        store,
-        roots,
-        clock,
-        events,
-    } = ctx;
-    let log = Arc::new(ServiceLog::new(events, clock.clone(), opts.log_interval));
-    let metrics = Arc::new(Metrics::default());
-    let principal = config.service.principal.clone();
-    let (to_driver, rx) = mpsc::unbounded_channel();
-    let ids = Arc::new(AtomicU64::new(1));
-    let mut failed = Vec::new();
-    let mut credentials = BTreeMap::new();
-    let mut listeners = Vec::new();
-    let mut tasks = Vec::new();
-
-    // Routes first, so the dialer knows them.
-    let mut route_table = Vec::new();
-    for (i, route) in config.routes.iter().enumerate() {
-        let rid = RouteId(i as u32);
-        let reference = route
-            .certificate
-            .as_ref()
-            .expect("validated: routes have a certificate");
-        let credential = match Credential::acquire(&route.id, reference, &principal, store.clone())
-        {
-            Ok(c) => {
-                credentials.insert(route.id.clone(), c.clone());
-                Some(c)
-            }
-            Err(e) => {
-                log.start_failure(&route.id, &route.next_hop, false, reference, &principal, &e);
-                failed.push(StartFailure {
-                    id: route.id.clone(),
-                    error: e.to_string(),
-                    events: vec![ids::CERTIFICATE_UNAVAILABLE, ids::CREDENTIALS_NOT_ACQUIRED],
-                });
-                None
-            }
-        };
-        let prepared = credential.map(|c| prepare_route(route, c, &roots, &config, &clock, &opts));
-        route_table.push(RouteDial {
-            id: rid,
-            route: route.clone(),
-            prepared,
-        });
-    }
-    let dialer = make_dialer(
-        net.clone(),
-        Arc::new(route_table),
-        DialContext {
-            config: config.clone(),
-            to_driver: to_driver.clone(),
-            ids: ids.clone(),
-            metrics: metrics.clone(),
-            log: log.clone(),
-        },
-    );
-
-    for c in &config.connections {
-        let endpoint = SocketAddr::new(c.address, c.port);
-        let acceptor = match c.transport {
-            Transport::Tcp => None,
-            Transport::Tls | Transport::Mtls => {
-                let reference = c
-                    .certificate
-                    .as_ref()
-                    .expect("validated: TLS connections have a certificate");
-                match Credential::acquire(&c.id, reference, &principal, store.clone()) {
-                    Ok(cred) => {
-                        credentials.insert(c.id.clone(), cred.clone());
-                        let client_roots = (c.transport == Transport::Mtls).then(|| roots.clone());
-                        let server = tls::server_config(
-                            Arc::new(StoreServerResolver(cred.clone())),
-                            client_roots,
-                            &config.tls,
-                            clock.clone(),
-                            opts.key_log.clone(),
-                        )
-                        .expect("a valid TLS configuration");
-                        Some((TlsAcceptor::from(Arc::new(server)), cred))
-                    }
-                    Err(e) => {
-                        log.start_failure(
-                            &c.id,
-                            &endpoint.to_string(),
-                            true,
-                            reference,
-                            &principal,
-                            &e,
-                        );
-                        failed.push(StartFailure {
-                            id: c.id.clone(),
-                            error: e.to_string(),
-                            events: vec![
-                                ids::CERTIFICATE_UNAVAILABLE,
-                                ids::CREDENTIALS_NOT_ACQUIRED,
-                                ids::LISTENER_NOT_STARTED,
-                            ],
-                        });
-                        continue;
-                    }
-                }
-            }
-        };
-        let listener = match net.bind(endpoint).await {
-            Ok(l) => l,
-            Err(e) => {
-                log.record(
-                    log.event(
-                        ids::BIND_FAILED,
-                        Level::Error,
-                        format!(
-                            "The listening connection {} could not bind {endpoint}: {e}",
-                            c.id
-                        ),
-                    )
-                    .with("connection", c.id.as_str())
-                    .with("endpoint", endpoint.to_string()),
-                );
-                failed.push(StartFailure {
-                    id: c.id.clone(),
-                    error: format!("cannot bind {endpoint}: {e}"),
-                    events: vec![ids::BIND_FAILED],
-                });
-                continue;
-            }
-        };
-        let addr = listener.local_addr().unwrap_or(endpoint);
         log.record(
             log.event(
-                ids::LISTENER_STARTED,
+                ids::SERVICE_STOPPED,
                 Level::Information,
-                format!(
-                    "The listening connection {} ({}) started on {addr}.",
-                    c.id, c.transport
-                ),
+                format!("The service stopped. {}", m.status_line()),
             )
-            .with("connection", c.id.as_str())
-            .with("transport", c.transport.to_string())
-            .with("endpoint", addr.to_string()),
+            .with(
+                "metrics",
+                serde_json::to_value(&m).expect("metrics serialise"),
+            ),
         );
-        listeners.push(ListenerInfo {
-            id: c.id.clone(),
-            transport: c.transport,
-            addr,
-        });
-        let ctx = AcceptContext {
-            connection: c.clone(),
-            acceptor,
-            to_driver: to_driver.clone(),
-            ids: ids.clone(),
-            metrics: metrics.clone(),
-            log: log.clone(),
-            principal: principal.clone(),
-            handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
-            idle: Duration::from_secs(config.sip.idle_timeout_s),
-        };
-        tasks.push(tokio::spawn(accept_loop(listener, ctx)));
     }
-
-    let proxy = Proxy::new(proxy_config(&config, opts.instance));
-    let driver = tokio::spawn(
-        Driver {
-            proxy,
-            rx,
-            dialer,
-            log: log.clone(),
-            metrics: metrics.clone(),
-            writers: Default::default(),
-        }
-        .run(),
-    );
-
-    let started: Vec<String> = listeners
-        .iter()
-        .map(|l| format!("{} on {}", l.id, l.addr))
-        .collect();
-    let not_started: Vec<&str> = failed.iter().map(|f| f.id.as_str()).collect();
-    let level = if failed.is_empty() {
-        Level::Information
-    } else {
-        Level::Warning
-    };
-    log.record(
-        log.event(
-            ids::SERVICE_STARTED,
-            level,
-            format!(
-                "The service started as {principal}. Listening: {}. Not started: {}.",
-                if started.is_empty() {
-                    "none".into()
-                } else {
-                    started.join(", ")
-                },
-                if not_started.is_empty() {
-                    "none".into()
-                } else {
-                    not_started.join(", ")
-                }
-            ),
-        )
-        .with("listening", started)
-        .with("not_started", not_started),
-    );
-
-    Running {
-        listeners,
-        failed,
-        metrics,
-        credentials,
-        log,
-        to_driver,
-        driver,
-        tasks,
-    }
-}
-
-/// The SIP core's settings from `lcs.toml`.
-pub fn proxy_config(config: &Config, instance: u64) -> ProxyConfig {
-    ProxyConfig {
-        local_domains: std::iter::once(&config.service.domain)
-            .chain(&config.service.aliases)
-            .cloned()
-            .collect(),
-        server_host: config.service.server.clone(),
-        routes: config
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| StaticRoute {
-                domain: r.domain.clone(),
-                route: RouteId(i as u32),
-            })
-            .collect(),
-        t1: Duration::from_millis(config.sip.t1_ms),
-        max_message_size: config.sip.max_message_bytes,
-        min_expires: config.sip.min_expires_s,
-        max_expires: config.sip.max_expires_s,
-        instance,
-        ..ProxyConfig::default()
-    }
-}
-
-struct AcceptContext {
-    connection: Connection,
-    acceptor: Option<(TlsAcceptor, Arc<Credential>)>,
-    to_driver: mpsc::UnboundedSender<ToDriver>,
-    ids: Arc<AtomicU64>,
-    metrics: Arc<Metrics>,
-    log: Arc<ServiceLog>,
-    principal: String,
-    handshake_timeout: Duration,
-    idle: Duration,
-}
-
-async fn accept_loop<L: Listener>(mut listener: L, ctx: AcceptContext) {
-    let ctx = Arc::new(ctx);
-    loop {
-        match listener.accept().await {
-            Ok((io, _peer)) => {
-                let ctx = ctx.clone();
-                tokio::spawn(async move { serve_inbound(io, &ctx).await });
-            }
-            Err(e) => {
-                tracing::warn!("{}: accept failed: {e}", ctx.connection.id);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn serve_inbound<IO>(io: IO, ctx: &AcceptContext)
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
-{
-    let transport = ctx.connection.transport;
-    let counters = ctx.metrics.transport(transport);
-    counters.accepted.fetch_add(1, Ordering::Relaxed);
-    let conn = ConnId(ctx.ids.fetch_add(1, Ordering::Relaxed));
-    let kind = ConnKind::Inbound(match transport {
-        Transport::Tcp => sip::Transport::Tcp,
-        Transport::Tls => sip::Transport::Tls,
-        Transport::Mtls => sip::Transport::Mtls,
-    });
-    match &ctx.acceptor {
-        None => {
-            with_established(
-                counters,
-                pump(io, conn, kind, ctx.to_driver.clone(), ctx.idle),
-            )
-            .await;
-        }
-        Some((acceptor, credential)) => {
-            match tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(io)).await {
-                Ok(Ok(tls)) => {
-                    counters.handshakes_ok.fetch_add(1, Ordering::Relaxed);
-                    with_established(
-                        counters,
-                        pump(tls, conn, kind, ctx.to_driver.clone(), ctx.idle),
-                    )
-                    .await;
-                }
-                Ok(Err(e)) => {
-                    let failure = classify(&e, credential);
-                    if failure.reason == "not_tls" {
-                        ctx.metrics.not_tls.fetch_add(1, Ordering::Relaxed);
-                    }
-                    report_handshake_failure(ctx, credential, &failure);
-                }
-                Err(_) => report_handshake_failure(
-                    ctx,
-                    credential,
-                    &Failure {
-                        reason: "handshake_timeout",
-                        detail: format!("no handshake within {:?}", ctx.handshake_timeout),
-                    },
-                ),
-            }
-        }
-    }
-}
-
-async fn with_established(
-    counters: &TransportCounters,
-    work: impl std::future::Future<Output = ()>,
-) {
-    counters.established.fetch_add(1, Ordering::Relaxed);
-    work.await;
-    counters.established.fetch_sub(1, Ordering::Relaxed);
-}
-
-struct Failure {
-    reason: &'static str,
-    detail: String,
-}
-
-/// Why a handshake failed, from rustls's error and the credential's last failure.
-fn classify(e: &std::io::Error, credential: &Credential) -> Failure {
-    let detail = e.to_string();
-    let rustls_error = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let reason = match rustls_error {
-        Some(rustls::Error::General(m)) if m.contains("no server certificate") => {
-            return match credential.last_error() {
-                Some(c) => Failure {
-                    reason: c.reason(),
-                    detail: c.to_string(),
-                },
-                None => Failure {
-                    reason: "credential_unavailable",
-                    detail,
-                },
-            };
-        }
-        Some(rustls::Error::InvalidMessage(_)) => "not_tls",
-        Some(rustls::Error::NoCertificatesPresented) => "client_certificate_missing",
-        Some(rustls::Error::InvalidCertificate(_)) => "client_certificate_rejected",
-        Some(rustls::Error::AlertReceived(_)) => "alert_received",
-        Some(rustls::Error::PeerIncompatible(_)) => "peer_incompatible",
-        Some(_) => "tls_error",
-        None => match e.kind() {
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
-                "peer_closed"
-            }
-            _ => "io_error",
-        },
-    };
-    Failure { reason, detail }
-}
-
-fn report_handshake_failure(ctx: &AcceptContext, credential: &Credential, f: &Failure) {
-    ctx.metrics
-        .transport(ctx.connection.transport)
-        .failed(f.reason);
-    let id = &ctx.connection.id;
-    let reference = credential.reference();
-    let e = ctx
-        .log
-        .event(
-            ids::HANDSHAKES_FAILING,
-            Level::Warning,
-            format!(
-                "TLS handshakes on connection {id} are failing: {} ({}).",
-                f.reason, f.detail
-            ),
-        )
-        .with("connection", id.as_str())
-        .with("reason", f.reason)
-        .with("error", f.detail.as_str())
-        .with("principal", ctx.principal.as_str())
-        .with("issuer", reference.issuer.as_str())
-        .with("serial", reference.serial.as_str())
-        .with("thumbprint", credential.thumbprint().as_str());
-    ctx.log
-        .record_limited(&format!("handshake:{id}:{}", f.reason), e);
-}
-
-struct RouteDial {
-    id: RouteId,
-    route: Route,
-    /// `None` when the credential could not be acquired at start.
-    prepared: Option<Result<PreparedRoute, (&'static str, String)>>,
-}
-
-/// What every dial of a route shares, made once at start: the credential, and a TLS connector
-/// presenting it (a rebind swaps the credential in place, so the connector stays valid).
-struct PreparedRoute {
-    credential: Arc<Credential>,
-    connector: TlsConnector,
-    server_name: ServerName<'static>,
-}
-
-fn prepare_route(
-    route: &Route,
-    credential: Arc<Credential>,
-    roots: &Arc<RootCertStore>,
-    config: &Config,
-    clock: &Arc<dyn Clock>,
-    opts: &ServiceOptions,
-) -> Result<PreparedRoute, (&'static str, String)> {
-    let host = route
-        .next_hop
-        .rsplit_once(':')
-        .map_or(route.next_hop.as_str(), |(h, _)| h);
-    let server_name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-        .map_err(|e| ("bad_next_hop", e.to_string()))?;
-    let tls_config = tls::client_config(
-        roots.clone(),
-        Some(Arc::new(StoreClientResolver(credential.clone()))),
-        &config.tls,
-        clock.clone(),
-        opts.key_log.clone(),
-    )
-    .map_err(|e| ("tls_config", e.to_string()))?;
-    Ok(PreparedRoute {
-        credential,
-        connector: TlsConnector::from(Arc::new(tls_config)),
-        server_name,
-    })
-}
-
-#[derive(Clone)]
-struct DialContext {
-    config: Config,
-    to_driver: mpsc::UnboundedSender<ToDriver>,
-    ids: Arc<AtomicU64>,
-    metrics: Arc<Metrics>,
-    log: Arc<ServiceLog>,
-}
-
-fn make_dialer<N: Network>(net: N, routes: Arc<Vec<RouteDial>>, ctx: DialContext) -> Dialer {
-    Arc::new(move |rid: RouteId| {
-        let net = net.clone();
-        let routes = routes.clone();
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let Some(r) = routes.iter().find(|r| r.id == rid) else {
-                return;
-            };
-            let outcome = dial(&net, r, &ctx).await;
-            if let Err((reason, detail)) = outcome {
-                ctx.metrics.routes.failed(reason);
-                let e = ctx
-                    .log
-                    .event(
-                        ids::ROUTE_FAILING,
-                        Level::Warning,
-                        format!("The route {} to {} cannot connect: {reason} ({detail}). Messages for {} wait and time out.", r.route.id, r.route.next_hop, r.route.domain),
-                    )
-                    .with("connection", r.route.id.as_str())
-                    .with("reason", reason)
-                    .with("error", detail);
-                ctx.log
-                    .record_limited(&format!("route:{}:{reason}", r.route.id), e);
-                let _ = ctx.to_driver.send(ToDriver::RouteFailed { route: rid });
-            }
-        });
-    })
-}
-
-async fn dial<N: Network>(
-    net: &N,
-    r: &RouteDial,
-    ctx: &DialContext,
-) -> Result<(), (&'static str, String)> {
-    let prepared = match &r.prepared {
-        None => {
-            return Err((
-                "credential_unavailable",
-                "the route's certificate could not be acquired at start".into(),
-            ));
-        }
-        Some(Err(e)) => return Err(e.clone()),
-        Some(Ok(p)) => p,
-    };
-    // Schannel acquires the credential before it connects: an unreadable key fails here, and
-    // the peer never sees a connection.
-    prepared
-        .credential
-        .certified_key()
-        .map_err(|e| (e.reason(), e.to_string()))?;
-    let timeout = Duration::from_millis(ctx.config.tls.handshake_timeout_ms);
-    ctx.metrics.routes.accepted.fetch_add(1, Ordering::Relaxed);
-    let io = tokio::time::timeout(timeout, net.connect(&r.route.next_hop))
-        .await
-        .map_err(|_| {
-            (
-                "connect_timeout",
-                format!("no connection within {timeout:?}"),
-            )
-        })?
-        .map_err(|e| ("connect_failed", e.to_string()))?;
-    let tls = tokio::time::timeout(
-        timeout,
-        prepared.connector.connect(prepared.server_name.clone(), io),
-    )
-    .await
-    .map_err(|_| {
-        (
-            "handshake_timeout",
-            format!("no handshake within {timeout:?}"),
-        )
-    })?
-    .map_err(|e| ("handshake_failed", e.to_string()))?;
-    ctx.metrics
-        .routes
-        .handshakes_ok
-        .fetch_add(1, Ordering::Relaxed);
-    let conn = ConnId(ctx.ids.fetch_add(1, Ordering::Relaxed));
-    let idle = Duration::from_secs(ctx.config.sip.idle_timeout_s);
-    let to_driver = ctx.to_driver.clone();
-    let metrics = ctx.metrics.clone();
-    let kind = ConnKind::Route(r.id);
-    tokio::spawn(async move {
-        with_established(&metrics.routes, pump(tls, conn, kind, to_driver, idle)).await;
-    });
-    Ok(())
 }

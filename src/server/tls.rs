@@ -18,7 +18,7 @@ use rustls::time_provider::TimeProvider;
 use rustls::{ClientConfig, KeyLog, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
 use crate::clock::Clock;
-use crate::config::TlsSettings;
+use crate::config::{TlsSettings, TlsVersion};
 
 /// Our one crypto provider.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -40,10 +40,9 @@ fn versions(settings: &TlsSettings) -> &'static [&'static SupportedProtocolVersi
     static BOTH: [&SupportedProtocolVersion; 2] =
         [&rustls::version::TLS13, &rustls::version::TLS12];
     static V13: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
-    if settings.min_version == "1.3" {
-        &V13
-    } else {
-        &BOTH
+    match settings.min_version {
+        TlsVersion::V1_3 => &V13,
+        TlsVersion::V1_2 => &BOTH,
     }
 }
 

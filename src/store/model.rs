@@ -195,6 +195,18 @@ impl Store {
         self.keys.values()
     }
 
+    /// Every principal named on some key's ACL, in the case first written, without duplicates
+    /// (principals compare case-insensitively).
+    pub fn principals(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for ace in self.keys.values().flat_map(|k| k.acl.entries()) {
+            if !out.iter().any(|p| p.eq_ignore_ascii_case(&ace.principal)) {
+                out.push(&ace.principal);
+            }
+        }
+        out
+    }
+
     /// Finds a certificate, archived or not, by thumbprint or a unique prefix of one
     /// (case-insensitive, separators ignored).
     pub fn find(&self, query: &str) -> Result<&StoredCert, StoreError> {

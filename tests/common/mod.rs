@@ -1,6 +1,8 @@
 //! Shared scaffolding for tests that run the service live on loopback.
 #![allow(dead_code, reason = "each test file uses a different part")]
 
+pub mod cli;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,9 +75,25 @@ impl std::ops::Deref for Live {
     }
 }
 
-/// Waits until the polling watcher has seen a store change made on disk.
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(150)).await;
+/// Polls `condition` every 5 ms until it holds; panics naming `what` after 10 s.
+pub async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = lcs_sim::clock::monotonic_now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            lcs_sim::clock::monotonic_now() < deadline,
+            "still not true after 10 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the running service has reloaded the store since it stood at `version`
+/// (`live.store.version()` read before the change on disk).
+pub async fn reloaded_since(live: &Live, version: u64) {
+    until("the store change reaches the running server", || {
+        live.store.version() > version
+    })
+    .await;
 }
 
 /// A TLS client that trusts the deployment's `ca.pem`, optionally presenting a certificate.

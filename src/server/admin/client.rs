@@ -1,0 +1,158 @@
+//! The admin endpoint's client: `lcs-sim fix DIR --live` and the load generator's
+//! `--at T=fix-live` fault.
+//!
+//! [`fix_live`] finds the running server through `serve.json` *first* (no server: nothing is
+//! changed), applies today's fix on disk (grant read, rebind in lcs.toml, under the store lock,
+//! as `lcs-sim fix` does), then asks the server to swap its credentials live with
+//! `POST /rebind`. HTTP is hyper's client over a loopback TCP stream.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::deployment::{Deployment, DeploymentError, FixOnDiskError};
+use crate::fix::FixPlan;
+
+use super::api::{RebindRequest, RebindResponse, RebindStatus};
+use super::servefile::{ServeFile, ServeFileError};
+
+/// What `fix --live` did.
+#[derive(Debug, Clone)]
+pub struct LiveFixOutcome {
+    /// The fix applied on disk (empty: lcs.toml already named usable certificates).
+    pub plan: FixPlan,
+    /// The running server's answer to `POST /rebind`.
+    pub response: RebindResponse,
+    /// Whether the server accepted (200) or refused (409) the swap.
+    pub accepted: bool,
+}
+
+impl LiveFixOutcome {
+    /// Whether the server refused any connection.
+    pub fn refused_any(&self) -> bool {
+        !self.accepted
+            || self
+                .response
+                .results
+                .iter()
+                .any(|r| r.status == RebindStatus::Refused)
+    }
+}
+
+/// Why `fix --live` could not be done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiveFixError {
+    /// No `serve` runs on the folder; nothing was changed.
+    #[error("no `lcs-sim serve` runs on {} (no {}); start it, or run `lcs-sim fix {}` and restart", .dir.display(), super::SERVE_FILE, .dir.display())]
+    NoServer {
+        /// The deployment folder.
+        dir: PathBuf,
+    },
+    /// `serve.json` is stale or unreadable; nothing was changed.
+    #[error(transparent)]
+    ServeFile(#[from] ServeFileError),
+    /// The fix on disk failed; the server was not asked.
+    #[error(transparent)]
+    Fix(#[from] FixOnDiskError),
+    /// The admin endpoint could not be reached or answered nonsense (the fix on disk is done:
+    /// a restart of `serve` completes it).
+    #[error(
+        "the admin endpoint at {admin}: {message} (lcs.toml is fixed: restarting `serve` completes the fix)"
+    )]
+    Admin {
+        /// Its address.
+        admin: SocketAddr,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Fixes `dir` for `connections` (every connection when empty) and swaps the running server's
+/// credentials live. See the module docs.
+pub async fn fix_live(dir: &Path, connections: &[String]) -> Result<LiveFixOutcome, LiveFixError> {
+    let serve = ServeFile::read(dir)?.ok_or_else(|| LiveFixError::NoServer { dir: dir.into() })?;
+    let d = Deployment::open(dir).map_err(FixOnDiskError::from)?;
+    let plan = d.fix(connections, false)?;
+    let request = RebindRequest {
+        connections: (!connections.is_empty()).then(|| connections.to_vec()),
+    };
+    let (status, response) = post_rebind(serve.admin, &request).await?;
+    Ok(LiveFixOutcome {
+        plan,
+        response,
+        accepted: status == StatusCode::OK,
+    })
+}
+
+/// `POST /rebind` to the admin endpoint at `admin`.
+pub async fn post_rebind(
+    admin: SocketAddr,
+    request: &RebindRequest,
+) -> Result<(StatusCode, RebindResponse), LiveFixError> {
+    let body = serde_json::to_vec(request).expect("a rebind request serialises");
+    let (status, bytes) = call(admin, Method::POST, "/rebind", body).await?;
+    if status != StatusCode::OK && status != StatusCode::CONFLICT {
+        return Err(admin_error(
+            admin,
+            format!(
+                "POST /rebind answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ),
+        ));
+    }
+    let response = serde_json::from_slice(&bytes)
+        .map_err(|e| admin_error(admin, format!("POST /rebind answered unreadable JSON: {e}")))?;
+    Ok((status, response))
+}
+
+fn admin_error(admin: SocketAddr, message: String) -> LiveFixError {
+    LiveFixError::Admin { admin, message }
+}
+
+/// One HTTP/1.1 request to the admin endpoint; the status and the whole body.
+pub async fn call(
+    admin: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Bytes), LiveFixError> {
+    let failed = |m: String| admin_error(admin, m);
+    let stream = tokio::net::TcpStream::connect(admin)
+        .await
+        .map_err(|e| failed(format!("cannot connect: {e}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| failed(format!("HTTP handshake: {e}")))?;
+    let driver = tokio::spawn(conn);
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, admin.to_string())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid request");
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| failed(format!("request failed: {e}")))?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| failed(format!("reading the answer: {e}")))?
+        .to_bytes();
+    driver.abort();
+    Ok((status, bytes))
+}
+
+impl From<DeploymentError> for LiveFixError {
+    fn from(e: DeploymentError) -> Self {
+        LiveFixError::Fix(FixOnDiskError::Deployment(e))
+    }
+}

@@ -1,0 +1,316 @@
+//! The admin endpoint of a live `serve`: `/healthz`, `/metrics`, `/certs`, `POST /rebind`.
+//!
+//! LCS stayed silent while KB836410 took its TLS listener down; a probe, a scraper and an
+//! operator's `fix --live` need a way in. The endpoint is HTTP/1.1 (axum on hyper), bound to
+//! 127.0.0.1 only — it can swap certificates, so it never listens beyond loopback. It reads the
+//! running service through its [`ServiceHandle`] and the deployment's `lcs.toml` (the configured
+//! references a rebind follows); it is live-only, the simulation calls
+//! [`ServiceHandle::rebind`] directly.
+
+pub mod api;
+pub mod client;
+mod prom;
+mod servefile;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::config::{CertRef, Config};
+use crate::deployment::Deployment;
+
+use super::service::{RebindTarget, ServiceHandle};
+use api::{
+    BoundCert, Broken, CertsEntry, CertsReport, ConfiguredRef, ConnectionKind, Health,
+    RebindRequest, RebindResponse, RebindResult, RebindStatus, SerialOnly,
+};
+pub use servefile::{SERVE_FILE, ServeFile, ServeFileError};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    /// The running service.
+    pub handle: Arc<ServiceHandle>,
+    /// The deployment folder (for lcs.toml).
+    pub deployment: Deployment,
+}
+
+/// Binds the admin port on 127.0.0.1 (0 picks a free port).
+pub async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await
+}
+
+/// Serves the endpoint on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+/// The routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/certs", get(certs))
+        .route("/rebind", post(rebind))
+        .with_state(Arc::new(state))
+}
+
+async fn healthz(State(s): State<Arc<AdminState>>) -> Response {
+    let health = health(&s.handle);
+    let code = if health.broken.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(health)).into_response()
+}
+
+/// 200 when every configured listener and route started and its key opens now.
+pub fn health(handle: &ServiceHandle) -> Health {
+    let mut broken: Vec<Broken> = handle
+        .failed
+        .iter()
+        .map(|f| Broken {
+            connection: f.id.clone(),
+            reason: f.cause.reason().into(),
+            message: format!("not started: {}", f.cause),
+        })
+        .collect();
+    for (id, credential) in &handle.credentials {
+        if let Err(e) = credential.certified_key() {
+            broken.push(Broken {
+                connection: id.clone(),
+                reason: e.reason().into(),
+                message: e.to_string(),
+            });
+        }
+    }
+    broken.sort_by(|a, b| a.connection.cmp(&b.connection));
+    Health {
+        status: if broken.is_empty() { "ok" } else { "unhealthy" }.into(),
+        broken,
+    }
+}
+
+async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
+    let body = prom::encode(&s.handle);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn certs(State(s): State<Arc<AdminState>>) -> Response {
+    let configured = s.deployment.config().ok();
+    Json(certs_report(&s.handle, configured.as_ref())).into_response()
+}
+
+/// Every configured connection and route with the certificate bound now.
+pub fn certs_report(handle: &ServiceHandle, on_disk: Option<&Config>) -> CertsReport {
+    let config = &handle.config;
+    let snapshot = handle.store.snapshot();
+    let configured_ref = |id: &str| -> Option<CertRef> {
+        on_disk?
+            .cert_refs()
+            .find(|(c, _)| *c == id)
+            .map(|(_, r)| r.clone())
+    };
+    let entry = |id: &str, kind, transport: String, port, next_hop, started: bool| {
+        let credential = handle.credentials.get(id);
+        let bound = credential.and_then(|c| {
+            let cert = snapshot.store.find(c.thumbprint().as_str()).ok()?;
+            Some(BoundCert {
+                serial: cert.info.serial.to_string(),
+                issuer: cert.info.issuer.clone(),
+                thumbprint: cert.info.thumbprint.to_string(),
+                not_after: rfc3339(cert.info.not_after),
+            })
+        });
+        let key = credential.map(|c| c.certified_key());
+        let differs =
+            configured_ref(id).filter(|r| Some(r) != credential.map(|c| c.reference()).as_ref());
+        CertsEntry {
+            id: id.into(),
+            kind,
+            transport,
+            port,
+            next_hop,
+            state: match (started, kind) {
+                (false, _) => "not_started",
+                (true, ConnectionKind::Listener) => "listening",
+                (true, ConnectionKind::Route) => "ready",
+            }
+            .into(),
+            bound,
+            key_opens: matches!(key, Some(Ok(_))),
+            key_error: match key {
+                Some(Err(e)) => Some(e.reason().into()),
+                _ => None,
+            },
+            configured: differs.map(|r| ConfiguredRef {
+                issuer: r.issuer,
+                serial: r.serial.to_string(),
+            }),
+        }
+    };
+    let started = |id: &str| !handle.failed.iter().any(|f| f.id == id);
+    let mut connections = Vec::new();
+    for c in &config.connections {
+        let port = handle
+            .listeners
+            .iter()
+            .find(|l| l.id == c.id)
+            .map_or(c.port, |l| l.addr.port());
+        let transport = c.transport().to_string().to_lowercase();
+        connections.push(entry(
+            &c.id,
+            ConnectionKind::Listener,
+            transport,
+            Some(port),
+            None,
+            started(&c.id),
+        ));
+    }
+    for r in &config.routes {
+        let transport = r.transport.to_string().to_lowercase();
+        let hop = Some(r.next_hop.to_string());
+        connections.push(entry(
+            &r.id,
+            ConnectionKind::Route,
+            transport,
+            None,
+            hop,
+            started(&r.id),
+        ));
+    }
+    CertsReport { connections }
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+async fn rebind(State(s): State<Arc<AdminState>>, body: axum::body::Bytes) -> Response {
+    let request: RebindRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RebindRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),
+        }
+    };
+    let config = match s.deployment.config() {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    // The caller has just changed the store (fix --live grants read): read it now rather than
+    // wait for the poll, so the rebind validates against what is on disk.
+    match s.deployment.store().load() {
+        Ok(store) => s.handle.store.replace(store),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+    let (code, response) = rebind_to_configured(&s.handle, &config, &request);
+    (code, Json(response)).into_response()
+}
+
+fn error(code: StatusCode, message: String) -> Response {
+    (code, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// The rebind of `POST /rebind`: each connection asked for (default: each whose lcs.toml
+/// reference differs from its bound certificate) to its lcs.toml reference, all or nothing.
+pub fn rebind_to_configured(
+    handle: &ServiceHandle,
+    config: &Config,
+    request: &RebindRequest,
+) -> (StatusCode, RebindResponse) {
+    let mut unchanged = Vec::new();
+    let mut targets = Vec::new();
+    let mut refused = Vec::new();
+    let asked: Vec<String> = match &request.connections {
+        Some(list) => list.clone(),
+        None => handle.credentials.keys().cloned().collect(),
+    };
+    for id in asked {
+        let bound = handle.credentials.get(&id).map(|c| c.reference());
+        match (config.cert_refs().find(|(c, _)| *c == id), bound) {
+            (Some((_, to)), Some(from)) if *to == from => unchanged.push(RebindResult {
+                connection: id,
+                status: RebindStatus::Unchanged,
+                from: Some(serial(&from)),
+                to: Some(serial(&from)),
+                reason: None,
+                message: None,
+            }),
+            (Some((_, to)), Some(_)) => targets.push(RebindTarget {
+                connection: id,
+                to: to.clone(),
+            }),
+            _ => refused.push(RebindResult {
+                message: Some(format!(
+                    "`{id}` is not a running connection or route that uses a certificate"
+                )),
+                connection: id,
+                status: RebindStatus::Refused,
+                from: None,
+                to: None,
+                reason: Some("not_running".into()),
+            }),
+        }
+    }
+    if !refused.is_empty() {
+        return (StatusCode::CONFLICT, RebindResponse { results: refused });
+    }
+    match handle.rebind(&targets) {
+        Ok(done) => {
+            let mut results: Vec<RebindResult> = done
+                .into_iter()
+                .map(|r| RebindResult {
+                    connection: r.connection,
+                    status: if r.changed {
+                        RebindStatus::Rebound
+                    } else {
+                        RebindStatus::Unchanged
+                    },
+                    from: Some(serial(&r.from)),
+                    to: Some(serial(&r.to)),
+                    reason: None,
+                    message: None,
+                })
+                .collect();
+            results.extend(unchanged);
+            results.sort_by(|a, b| a.connection.cmp(&b.connection));
+            (StatusCode::OK, RebindResponse { results })
+        }
+        Err(refusals) => {
+            let results = refusals
+                .iter()
+                .map(|r| RebindResult {
+                    connection: r.connection().into(),
+                    status: RebindStatus::Refused,
+                    from: None,
+                    to: None,
+                    reason: Some(r.reason().into()),
+                    message: Some(r.to_string()),
+                })
+                .collect();
+            (StatusCode::CONFLICT, RebindResponse { results })
+        }
+    }
+}
+
+fn serial(r: &CertRef) -> SerialOnly {
+    SerialOnly {
+        serial: r.serial.to_string(),
+    }
+}

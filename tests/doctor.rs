@@ -1,0 +1,418 @@
+//! `lcs-sim doctor` through the binary, on deployments broken each way: renewed with each policy,
+//! a revoked ACL, expired, expiring, the wrong name, a missing EKU, an untrusted chain, an unknown
+//! serial; and its exit codes, remedies and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lcs_sim::clock::{Clock, SystemClock};
+use lcs_sim::config::{CertRef, Config};
+use lcs_sim::deployment::{Deployment, InitOptions};
+use lcs_sim::pki::{self, CertificateAuthority, KeyAlgorithm, LeafSpec, Serial, TestPki};
+use lcs_sim::store::Acl;
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+
+const IDS: [&str; 3] = ["tls-5061", "mtls-5062", "route-fabrikam.com"];
+
+fn lcs(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = lcs(args);
+    assert!(
+        out.status.success(),
+        "lcs-sim {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn now() -> OffsetDateTime {
+    SystemClock.now_utc()
+}
+
+/// Runs `doctor --format json` and returns its exit code and findings.
+fn doctor(dir: &Path, extra: &[&str]) -> (i32, Vec<Value>) {
+    let mut args = vec!["doctor", dir.to_str().unwrap(), "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = lcs(&args);
+    let code = out.status.code().expect("exited");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor printed no JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, json["findings"].as_array().unwrap().clone())
+}
+
+/// The (connection, code) pairs, in order.
+fn codes(findings: &[Value]) -> Vec<(String, String)> {
+    findings
+        .iter()
+        .map(|f| {
+            (
+                f["connection"].as_str().unwrap().to_string(),
+                f["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The same codes on every connection and route that uses the certificate.
+fn on_each(ids: &[&str], per_connection: &[&str]) -> Vec<(String, String)> {
+    ids.iter()
+        .flat_map(|id| {
+            per_connection
+                .iter()
+                .map(move |c| (id.to_string(), c.to_string()))
+        })
+        .collect()
+}
+
+fn init_at(tmp: &tempfile::TempDir, at: OffsetDateTime, validity_days: u32) -> Deployment {
+    let opts = InitOptions {
+        validity_days,
+        ..InitOptions::default()
+    };
+    Deployment::init(tmp.path().join("demo"), &opts, at)
+        .unwrap()
+        .0
+}
+
+fn init(tmp: &tempfile::TempDir) -> Deployment {
+    init_at(tmp, now(), 365)
+}
+
+fn dir(d: &Deployment) -> &str {
+    d.root().to_str().unwrap()
+}
+
+fn thumbprint(d: &Deployment) -> String {
+    let store = d.store().load().unwrap();
+    store.list(false).next().unwrap().thumbprint().to_string()
+}
+
+fn edit_config(d: &Deployment, edit: impl FnOnce(&mut Config)) {
+    let mut config = d.config().unwrap();
+    edit(&mut config);
+    config.save(&d.config_path()).unwrap();
+}
+
+/// Issues a certificate from `ca`, imports it with the service account's read, and points every
+/// connection and route at it.
+fn bind_all_to(d: &Deployment, ca: &CertificateAuthority, spec: &LeafSpec) -> CertRef {
+    let key = KeyAlgorithm::EcdsaP256.generate().unwrap();
+    let serial = Serial::random();
+    let der = pki::issue_leaf(
+        ca,
+        spec,
+        &key,
+        &serial,
+        now() - Duration::days(1),
+        now() + Duration::days(300),
+    )
+    .unwrap();
+    d.store()
+        .update(|s| s.import(der, key, Acl::for_service("RTCService")))
+        .unwrap();
+    let reference = CertRef {
+        issuer: ca.info().subject,
+        serial,
+    };
+    edit_config(d, |c| {
+        for slot in c
+            .connections
+            .iter_mut()
+            .filter_map(|c| c.kind.certificate_mut())
+            .chain(c.routes.iter_mut().map(|r| &mut r.certificate))
+        {
+            *slot = reference.clone();
+        }
+    });
+    reference
+}
+
+#[test]
+fn a_healthy_deployment_has_no_findings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    assert_eq!(doctor(d.root(), &[]), (0, vec![]));
+    let text = ok(&["doctor", dir(&d)]);
+    assert!(
+        text.starts_with("No problems: tls-5061, mtls-5062, route-fabrikam.com checked"),
+        "{text}"
+    );
+}
+
+#[test]
+fn kb836410_renewal_exits_1_with_key_unreadable_and_archived_reference_and_fix_clears_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    let old = thumbprint(&d);
+    ok(&["store", "renew", dir(&d), &old]);
+    let new = thumbprint(&d);
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        codes(&findings),
+        on_each(
+            &IDS,
+            &[
+                "archived_reference",
+                "key_unreadable",
+                "successor_key_unreadable"
+            ]
+        )
+    );
+    let archived = &findings[0];
+    assert_eq!(archived["severity"], "error");
+    assert_eq!(archived["certificate"]["thumbprint"], old.as_str());
+    let message = archived["message"].as_str().unwrap();
+    assert!(message.contains(&format!("by {new}")), "{message}");
+    assert!(message.contains("same-key-reset-acl"), "{message}");
+    assert_eq!(findings[2]["certificate"]["thumbprint"], new.as_str());
+    let fix = format!("lcs-sim fix {}", dir(&d));
+    assert!(
+        findings.iter().all(|f| f["remedy"] == fix.as_str()),
+        "{findings:?}"
+    );
+
+    ok(&["fix", dir(&d)]);
+    assert_eq!(doctor(d.root(), &[]), (0, vec![]));
+}
+
+#[test]
+fn each_renewal_policy_has_its_own_findings() {
+    for (policy, expected) in [
+        (
+            "new-key-default-acl",
+            &["archived_reference", "successor_key_unreadable"][..],
+        ),
+        ("new-key-keep-acl", &["archived_reference"][..]),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = init(&tmp);
+        ok(&[
+            "store",
+            "renew",
+            dir(&d),
+            &thumbprint(&d),
+            "--policy",
+            policy,
+        ]);
+        let (code, findings) = doctor(d.root(), &[]);
+        assert_eq!(
+            (code, codes(&findings)),
+            (1, on_each(&IDS, expected)),
+            "{policy}"
+        );
+        ok(&["fix", dir(&d)]);
+        assert_eq!(doctor(d.root(), &[]), (0, vec![]), "{policy}");
+    }
+}
+
+#[test]
+fn a_revoked_acl_is_key_unreadable_until_fixed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    ok(&["store", "revoke", dir(&d), &thumbprint(&d), "RTCService"]);
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!(
+        (code, codes(&findings)),
+        (1, on_each(&IDS, &["key_unreadable"]))
+    );
+    ok(&["fix", dir(&d)]);
+    assert_eq!(doctor(d.root(), &[]), (0, vec![]));
+}
+
+#[test]
+fn an_expired_certificate_is_an_error_whose_remedy_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init_at(&tmp, now() - Duration::days(400), 365);
+    let thumb = thumbprint(&d);
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!((code, codes(&findings)), (1, on_each(&IDS, &["expired"])));
+    let remedy = findings[0]["remedy"].as_str().unwrap();
+    let expected = format!(
+        "lcs-sim store renew {0} {thumb} --policy new-key-keep-acl && lcs-sim fix {0}",
+        dir(&d)
+    );
+    assert_eq!(remedy, expected);
+    // The remedy, run as printed.
+    ok(&[
+        "store",
+        "renew",
+        dir(&d),
+        &thumb,
+        "--policy",
+        "new-key-keep-acl",
+    ]);
+    ok(&["fix", dir(&d)]);
+    assert_eq!(doctor(d.root(), &[]), (0, vec![]));
+}
+
+#[test]
+fn a_certificate_from_the_future_is_not_yet_valid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init_at(&tmp, now() + Duration::days(2), 365);
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!(
+        (code, codes(&findings)),
+        (1, on_each(&IDS, &["not_yet_valid"]))
+    );
+}
+
+#[test]
+fn expiring_is_a_warning_that_strict_turns_into_a_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init_at(&tmp, now(), 10);
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!((code, codes(&findings)), (0, on_each(&IDS, &["expiring"])));
+    assert!(findings.iter().all(|f| f["severity"] == "warning"));
+    assert_eq!(doctor(d.root(), &["--strict"]).0, 1);
+    assert_eq!(doctor(d.root(), &["--warn-days", "5"]), (0, vec![]));
+    assert_eq!(
+        doctor(d.root(), &["--warn-days", "5", "--strict"]),
+        (0, vec![])
+    );
+}
+
+#[test]
+fn a_certificate_for_another_name_is_a_name_mismatch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    edit_config(&d, |c| c.service.server = "lcs02.contoso.com".into());
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!(
+        (code, codes(&findings)),
+        (1, on_each(&IDS, &["name_mismatch"]))
+    );
+    let message = findings[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("does not name lcs02.contoso.com"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_certificate_without_client_auth_fails_mutual_tls_and_routes_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    let original = d.config().unwrap().connections[0]
+        .certificate()
+        .cloned()
+        .unwrap();
+    let ca = d.issuing_ca().unwrap();
+    let spec = LeafSpec {
+        client_auth: false,
+        ..LeafSpec::server("lcs01.contoso.com", "Contoso")
+    };
+    bind_all_to(&d, &ca, &spec);
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!(
+        (code, codes(&findings)),
+        (
+            1,
+            on_each(&["mtls-5062", "route-fabrikam.com"], &["eku_missing"])
+        )
+    );
+    let message = findings[0]["message"].as_str().unwrap();
+    assert!(message.contains("clientAuth"), "{message}");
+    // The remedy names the certificate in the store that would work.
+    let remedy = findings[0]["remedy"].as_str().unwrap();
+    assert!(remedy.contains(original.serial.as_str()), "{remedy}");
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_untrusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    let other = TestPki::generate("fabrikam.com", now() - Duration::days(2)).unwrap();
+    bind_all_to(
+        &d,
+        &other.issuing,
+        &LeafSpec::server("lcs01.contoso.com", "Contoso"),
+    );
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!(
+        (code, codes(&findings)),
+        (1, on_each(&IDS, &["chain_untrusted"]))
+    );
+    let message = findings[0]["message"].as_str().unwrap();
+    assert!(message.contains("CN=Fabrikam Issuing CA"), "{message}");
+}
+
+#[test]
+fn an_unknown_serial_is_an_unknown_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    let serial = Serial::derive(b"never issued");
+    edit_config(&d, |c| {
+        c.connections[0].kind.certificate_mut().unwrap().serial = serial.clone();
+    });
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!(
+        (code, codes(&findings)),
+        (1, on_each(&["tls-5061"], &["unknown_certificate"]))
+    );
+    assert_eq!(findings[0]["certificate"]["thumbprint"], Value::Null);
+    assert_eq!(findings[0]["certificate"]["serial"], serial.as_str());
+}
+
+#[test]
+fn a_stale_serve_file_means_no_server_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    // Nothing listens on port 1 of loopback.
+    std::fs::write(
+        d.root().join("serve.json"),
+        r#"{"pid": 4000000, "admin": "127.0.0.1:1", "started_at": "2026-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let out = lcs(&["doctor", dir(&d)]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no server running"), "{stderr}");
+    std::fs::write(d.root().join("serve.json"), "not json").unwrap();
+    assert_eq!(doctor(d.root(), &[]), (0, vec![]));
+}
+
+#[test]
+fn bad_input_exits_2_and_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty: PathBuf = tmp.path().join("nothing");
+    std::fs::create_dir(&empty).unwrap();
+    let out = lcs(&["doctor", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lcs-sim init"));
+
+    let d = init(&tmp);
+    assert_eq!(
+        lcs(&["doctor", dir(&d), "--warn-days", "soon"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        lcs(&["doctor", dir(&d), "--format", "xml"]).status.code(),
+        Some(2)
+    );
+
+    std::fs::write(d.root().join("ca.pem"), "").unwrap();
+    let out = lcs(&["doctor", dir(&d)]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ca.pem"), "{stderr}");
+
+    std::fs::write(d.config_path(), "[service\n").unwrap();
+    let out = lcs(&["doctor", dir(&d)]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lcs.toml"), "{stderr}");
+}

@@ -1,0 +1,427 @@
+//! Live operations through the binary and real clients: the admin endpoint through `curl`,
+//! `lcs-sim fix --live` while `openssl s_client` holds a connection across it, auto-rebind both
+//! ways, SIGTERM, a second `serve` on the same folder, `--require-all`.
+//!
+//! Like `interop.rs`, a missing peer (openssl, curl) skips with a note, except under `CI=true`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+
+use common::cli::*;
+use lcs_sim::config::Config;
+use lcs_sim::server::admin::ServeFile;
+use serde_json::Value;
+
+fn peers() -> bool {
+    peer_available("openssl") && peer_available("curl")
+}
+
+fn url(serve: &Serve, path: &str) -> String {
+    format!("http://{}{path}", serve.admin())
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn thumbprint(dir: &Path) -> String {
+    let list = json(&lcs_ok(&[
+        "store",
+        "list",
+        dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    list[0]["thumbprint"].as_str().unwrap().to_owned()
+}
+
+fn configured_serial(dir: &Path, id: &str) -> String {
+    let config = Config::load(&dir.join("lcs.toml")).unwrap();
+    let (_, r) = config.cert_refs().find(|(c, _)| *c == id).unwrap();
+    r.serial.to_string()
+}
+
+fn events(dir: &Path, id: u32) -> Vec<Value> {
+    let out = lcs_ok(&[
+        "events",
+        dir.to_str().unwrap(),
+        "--format",
+        "json",
+        "--id",
+        &id.to_string(),
+    ]);
+    match json(&out) {
+        Value::Array(v) => v,
+        other => panic!("{other}"),
+    }
+}
+
+/// The value of one sample line of `/metrics`, if present.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn init_writes_the_admin_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    lcs_ok(&["init", dir.to_str().unwrap(), "--admin-port", "5999"]);
+    assert_eq!(
+        Config::load(&dir.join("lcs.toml")).unwrap().admin.port,
+        5999
+    );
+    let text = std::fs::read_to_string(dir.join("lcs.toml")).unwrap();
+    assert!(text.contains("[admin]\nport = 5999"), "{text}");
+}
+
+#[test]
+fn done_when_healthz_503_after_the_kb_renewal_then_200_after_fix_live_no_restart_no_drop() {
+    if !peers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let ca = dir.join("ca.pem");
+    let serve = Serve::start(&dir);
+    assert_eq!(ServeFile::read(&dir).unwrap().unwrap().admin, serve.admin());
+    let (code, body) = curl("GET", &url(&serve, "/healthz"), None);
+    assert_eq!(
+        (code, json(&body)["status"].as_str()),
+        (200, Some("ok")),
+        "{body}"
+    );
+
+    let tls = serve.addr("tls-5061");
+    let old = presented_serial(tls, &ca).expect("a handshake before the renewal");
+    let mut held = SClient::connect(tls, &ca, SERVER);
+    held.send(&options(1)).unwrap();
+    assert_eq!(held.status(1).as_deref(), Some("SIP/2.0 200 OK"));
+
+    // KB836410: the renewal resets the key's ACL while the server runs.
+    lcs_ok(&["store", "renew", dir.to_str().unwrap(), &thumbprint(&dir)]);
+    let (code, body) = poll(PATIENCE, || {
+        let (code, body) = curl("GET", &url(&serve, "/healthz"), None);
+        (code == 503).then_some((code, body))
+    })
+    .expect("/healthz turns 503 after the renewal");
+    let broken = json(&body)["broken"].clone();
+    for id in ["tls-5061", "mtls-5062", "route-fabrikam.com"] {
+        assert!(
+            broken
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["connection"] == id && b["reason"] == "key_access_denied"),
+            "{code} {body}"
+        );
+    }
+    assert_eq!(
+        presented_serial(tls, &ca),
+        None,
+        "a new handshake must fail"
+    );
+    let series =
+        r#"lcs_tls_handshakes_total{listener="tls-5061",result="failed",reason="access_denied"}"#;
+    let counted = poll(PATIENCE, || {
+        let (_, m) = curl("GET", &url(&serve, "/metrics"), None);
+        sample(&m, series).filter(|n| *n >= 1.0)
+    });
+    assert!(counted.is_some(), "{series} not counted");
+
+    // The fix, live: no restart.
+    let out = lcs(&["fix", dir.to_str().unwrap(), "--live"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for id in ["tls-5061", "mtls-5062", "route-fabrikam.com"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("live") && l.contains(id) && l.contains("rebound")),
+            "{stdout}"
+        );
+    }
+    let (code, body) = curl("GET", &url(&serve, "/healthz"), None);
+    assert_eq!(code, 200, "{body}");
+    let new = configured_serial(&dir, "tls-5061");
+    assert_ne!(new, old);
+    assert_eq!(presented_serial(tls, &ca).as_deref(), Some(new.as_str()));
+    let (_, certs) = curl("GET", &url(&serve, "/certs"), None);
+    let certs = json(&certs);
+    let entry = certs["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "tls-5061")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["bound"]["serial"], new.as_str(), "{entry}");
+    assert_eq!(
+        (entry["key_opens"].as_bool(), entry["configured"].is_null()),
+        (Some(true), true),
+        "{entry}"
+    );
+    // The connection held across the renewal and the fix still works.
+    held.send(&options(2)).unwrap();
+    assert_eq!(held.status(2).as_deref(), Some("SIP/2.0 200 OK"));
+    assert_eq!(events(&dir, 14370).len(), 1);
+
+    let (status, stdout) = serve.terminate();
+    assert!(status.success(), "{status:?} {stdout}");
+    assert!(stdout.contains("stopped."), "{stdout}");
+    assert!(!ServeFile::path(&dir).exists());
+}
+
+#[test]
+fn post_rebind_to_an_unreadable_key_is_409_and_changes_nothing() {
+    if !peers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let serve = Serve::start(&dir);
+    let before = configured_serial(&dir, "tls-5061");
+    // Renew (the new key is unreadable) and point tls-5061 at it by hand, without the grant.
+    lcs_ok(&["store", "renew", dir.to_str().unwrap(), &thumbprint(&dir)]);
+    let renewed = thumbprint(&dir);
+    let mut config = Config::load(&dir.join("lcs.toml")).unwrap();
+    let list = json(&lcs_ok(&[
+        "store",
+        "show",
+        dir.to_str().unwrap(),
+        &renewed,
+        "--format",
+        "json",
+    ]));
+    let serial = list["serial"].as_str().unwrap().to_owned();
+    config.certificate_mut("tls-5061").unwrap().serial = serial.clone().try_into().unwrap();
+    config.save(&dir.join("lcs.toml")).unwrap();
+
+    let (code, body) = curl(
+        "POST",
+        &url(&serve, "/rebind"),
+        Some(r#"{"connections": ["tls-5061"]}"#),
+    );
+    assert_eq!(code, 409, "{body}");
+    let r = &json(&body)["results"][0];
+    assert_eq!(
+        (
+            r["connection"].as_str(),
+            r["status"].as_str(),
+            r["reason"].as_str()
+        ),
+        (Some("tls-5061"), Some("refused"), Some("key_access_denied")),
+        "{body}"
+    );
+    let (_, certs) = curl("GET", &url(&serve, "/certs"), None);
+    let certs = json(&certs);
+    let tls = certs["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "tls-5061")
+        .unwrap()
+        .clone();
+    assert_eq!(tls["bound"]["serial"], before.as_str(), "{tls}");
+    assert_eq!(tls["configured"]["serial"], serial.as_str(), "{tls}");
+    assert_eq!(events(&dir, 14372).len(), 1);
+    // A bad body is a 400, not a rebind.
+    assert_eq!(
+        curl("POST", &url(&serve, "/rebind"), Some("{\"connection\": 1}")).0,
+        400
+    );
+}
+
+#[test]
+fn fix_live_without_a_server_exits_2_with_a_hint_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    lcs_ok(&["store", "renew", dir.to_str().unwrap(), &thumbprint(&dir)]);
+    let before = std::fs::read(dir.join("lcs.toml")).unwrap();
+    let out = lcs(&["fix", dir.to_str().unwrap(), "--live"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no `lcs-sim serve` runs") && stderr.contains("lcs-sim fix"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(dir.join("lcs.toml")).unwrap(), before);
+}
+
+#[test]
+fn fix_live_exits_1_when_the_server_refuses_a_connection_that_did_not_start() {
+    if !peers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = Config::load(&dir.join("lcs.toml")).unwrap();
+    config.connections[1].port = taken.local_addr().unwrap().port();
+    config.save(&dir.join("lcs.toml")).unwrap();
+    let serve = Serve::start(&dir);
+    assert!(
+        serve.banner().contains("WARNING: running with"),
+        "{}",
+        serve.banner()
+    );
+    let (code, body) = curl("GET", &url(&serve, "/healthz"), None);
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("mtls-5062") && body.contains("address_in_use"),
+        "{body}"
+    );
+
+    lcs_ok(&[
+        "store",
+        "renew",
+        dir.to_str().unwrap(),
+        &thumbprint(&dir),
+        "--policy",
+        "new-key-keep-acl",
+    ]);
+    let out = lcs(&[
+        "fix",
+        dir.to_str().unwrap(),
+        "--live",
+        "--connection",
+        "mtls-5062",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("REFUSED") && stdout.contains("not_running"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn require_all_exits_1_at_once_when_a_listener_cannot_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = Config::load(&dir.join("lcs.toml")).unwrap();
+    config.connections[0].port = taken.local_addr().unwrap().port();
+    config.save(&dir.join("lcs.toml")).unwrap();
+    let out = lcs(&[
+        "serve",
+        dir.to_str().unwrap(),
+        "--require-all",
+        "--duration",
+        "60",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--require-all"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("address in use")
+            || String::from_utf8_lossy(&out.stdout).contains("Address already in use")
+    );
+    assert!(!ServeFile::path(&dir).exists());
+}
+
+#[test]
+fn a_second_serve_on_the_same_folder_fails_clearly_and_sigterm_stops_the_first_with_exit_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let first = Serve::start(&dir);
+    let out = lcs(&["serve", dir.to_str().unwrap(), "--duration", "60"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another `lcs-sim serve` runs"), "{stderr}");
+    // The refused second one left the first one's serve.json alone.
+    assert_eq!(ServeFile::read(&dir).unwrap().unwrap().admin, first.admin());
+    let (status, stdout) = first.terminate();
+    assert_eq!(status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("stopped."), "{stdout}");
+    assert_eq!(events(&dir, 14301).len(), 1, "the stop event");
+    assert!(!ServeFile::path(&dir).exists());
+}
+
+#[test]
+fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fix_live() {
+    if !peers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let ca = dir.join("ca.pem");
+    let serve = Serve::start_with(&dir, &["--auto-rebind"]);
+    let tls = serve.addr("tls-5061");
+    let old = presented_serial(tls, &ca).unwrap();
+
+    // new-key-keep-acl: swapped in by itself, recorded in lcs.toml.
+    lcs_ok(&[
+        "store",
+        "renew",
+        dir.to_str().unwrap(),
+        &thumbprint(&dir),
+        "--policy",
+        "new-key-keep-acl",
+    ]);
+    let renewed = poll(PATIENCE, || {
+        let s = configured_serial(&dir, "tls-5061");
+        (s != old).then_some(s)
+    })
+    .expect("auto-rebind records the renewal in lcs.toml");
+    assert_eq!(configured_serial(&dir, "route-fabrikam.com"), renewed);
+    assert_eq!(
+        presented_serial(tls, &ca).as_deref(),
+        Some(renewed.as_str())
+    );
+
+    // same-key-reset-acl: the successor's key is unreadable, so it is kept out and said so.
+    lcs_ok(&["store", "renew", dir.to_str().unwrap(), &thumbprint(&dir)]);
+    let refused = poll(PATIENCE, || {
+        let e = events(&dir, 14373);
+        (!e.is_empty()).then_some(e)
+    })
+    .expect("a 14373 warning");
+    let message = refused[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("lcs-sim fix") && message.contains("--live"),
+        "{message}"
+    );
+    assert_eq!(
+        configured_serial(&dir, "tls-5061"),
+        renewed,
+        "nothing recorded"
+    );
+    let (_, m) = curl("GET", &url(&serve, "/metrics"), None);
+    assert!(
+        sample(&m, "lcs_auto_rebind_refusals_total").is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    assert_eq!(curl("GET", &url(&serve, "/healthz"), None).0, 503);
+
+    // The remedy it names ends it.
+    let out = lcs(&["fix", dir.to_str().unwrap(), "--live"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(curl("GET", &url(&serve, "/healthz"), None).0, 200);
+    let newest = configured_serial(&dir, "tls-5061");
+    assert_ne!(newest, renewed);
+    assert_eq!(presented_serial(tls, &ca).as_deref(), Some(newest.as_str()));
+    drop(serve);
+}
