@@ -147,6 +147,28 @@ async fn unreachable_target_and_wrong_ca_are_counted_by_reason() {
         ["connection_refused"]
     );
 
+    // A listener that accepts and never answers: the handshake times out.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let t = Target::resolve(&TargetOptions {
+        target: Some(silent_addr.to_string()),
+        deployment: Some(d.root().to_path_buf()),
+        ..TargetOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut o = options(Mode::Handshake, Load::Closed(1), 1.0);
+    o.timeouts.connect = Duration::from_millis(200);
+    let r = run(t, o).await;
+    assert_eq!(r.failures.keys().collect::<Vec<_>>(), ["handshake_timeout"]);
+    hold.abort();
+
     // Another organisation's CA (a different name: with the same name webpki finds the issuer
     // and fails on its signature instead, `certificate_invalid_bad_signature`).
     let tmp2 = tempfile::tempdir().unwrap();

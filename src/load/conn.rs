@@ -39,24 +39,27 @@ impl Default for Timeouts {
     }
 }
 
-/// Connects and makes a full TLS handshake.
+/// Connects and makes a full TLS handshake, within `timeout` for both (one timer: the generator
+/// must cost less than what it measures).
 pub async fn connect(target: &Target, timeout: Duration) -> Result<Stream, Reason> {
+    let mut handshaking = false;
     let attempt = async {
         let tcp = TcpStream::connect(target.addr)
             .await
             .map_err(|e| Reason::Connect(ConnectFailure::from_connect_error(&e)))?;
         let _ = tcp.set_nodelay(true);
-        tokio::time::timeout(
-            timeout,
-            target.connector.connect(target.server_name.clone(), tcp),
-        )
-        .await
-        .map_err(|_| Reason::Connect(ConnectFailure::HandshakeTimeout))?
-        .map_err(|e| Reason::Connect(ConnectFailure::from_handshake_error(&e)))
+        handshaking = true;
+        target
+            .connector
+            .connect(target.server_name.clone(), tcp)
+            .await
+            .map_err(|e| Reason::Connect(ConnectFailure::from_handshake_error(&e)))
     };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .map_err(|_| Reason::Connect(ConnectFailure::ConnectTimeout))?
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) if handshaking => Err(Reason::Connect(ConnectFailure::HandshakeTimeout)),
+        Err(_) => Err(Reason::Connect(ConnectFailure::ConnectTimeout)),
+    }
 }
 
 /// Reads whole SIP messages from a stream.
@@ -73,7 +76,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         Reader {
             io,
             framer: Framer::new(DEFAULT_MAX_MESSAGE_SIZE),
-            buf: vec![0; 16 * 1024].into_boxed_slice(),
+            // A response to OPTIONS or REGISTER is a few hundred bytes; the framer gathers more.
+            buf: vec![0; 4096].into_boxed_slice(),
         }
     }
 

@@ -127,8 +127,9 @@ pub struct Outage {
     pub last_failure_s: Option<f64>,
     /// Failures between the first and the last (all of the run's failures).
     pub failures_during: u64,
-    /// From the fix (the first `fix-live`, else the last `grant`) to the end of the first whole
-    /// second after it with successes and no failure; `None` without a fix or a clean second.
+    /// From the fix (the first `fix-live`, else the last `grant`) to the start of the first
+    /// whole second after it with successes and no failure (seconds are counted from the start
+    /// of the run, so this is at most a second late); `None` without a fix or a clean second.
     pub fix_to_clean_s: Option<f64>,
     /// Established connections lost (closed before their response, held connections closed).
     pub connections_dropped: u64,
@@ -159,8 +160,8 @@ pub fn outage(
     let fix_to_clean_s = fix.and_then(|at| {
         seconds
             .iter()
-            .find(|r| r.t as f64 >= at.floor() && clean(r))
-            .map(|r| (r.t + 1) as f64 - at)
+            .find(|r| r.t as f64 >= at && clean(r))
+            .map(|r| r.t as f64 - at)
     });
     Outage {
         first_failure_s,
@@ -362,7 +363,7 @@ mod tests {
         let o = outage(&faults, &seconds, &failures, Some(1.1), Some(3.2));
         assert_eq!(o.failures_during, 10);
         assert_eq!(o.connections_dropped, 1);
-        assert_eq!(o.fix_to_clean_s, Some(2.5)); // second 4 is the first clean one: ends at 5.0
+        assert_eq!(o.fix_to_clean_s, Some(1.5)); // second 4 is the first clean one: starts at 4.0
         assert_eq!(o.clean_seconds_at_end, 2);
     }
 }
