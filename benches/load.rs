@@ -396,6 +396,9 @@ async fn held_once(f: &Fixture, kind: &str, n: usize) -> f64 {
     drop(conns);
     drop(child.stdin.take());
     let _ = child.wait();
+    if held < n {
+        println!("warning: only {held} of {n} connections were held (fd limit? connection cap?)");
+    }
     let per = (after.saturating_sub(before)) as f64 / held as f64;
     println!("| {kind} | {held} | {before} | {after} | {per:.2} |");
     per

@@ -46,6 +46,9 @@ impl Fixture {
         for c in &mut config.connections {
             c.port = 0;
         }
+        // The held-connections bench holds 10,000 on one listener: above serve's default cap
+        // (a share of the fd limit among the three listeners).
+        config.tls.max_connections = Some(12_000);
         config.save(&d.config_path()).expect("lcs.toml saved");
         Fixture { tmp, d, config }
     }
