@@ -97,6 +97,20 @@ async fn handshake_closed_and_open_loop() {
     )
     .await;
     assert!(open.failed == 0 && open.ok > 0 && open.ok <= 40, "{open:?}");
+
+    // TLS 1.2 only, and bare handshakes.
+    let v12 = Target::resolve(&TargetOptions {
+        target: Some(live.addr("tls-5061").to_string()),
+        deployment: Some(d.root().to_path_buf()),
+        tls: lcs_sim::load::TlsVersions::V12,
+        ..TargetOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut o = options(Mode::Handshake, Load::Closed(1), 0.5);
+    o.no_request = true;
+    let r = run(v12, o).await;
+    assert!(r.ok > 0 && r.failed == 0, "{r:?}");
     live.stop().await;
 }
 
