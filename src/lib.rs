@@ -24,6 +24,7 @@
 //! - [`input`]: errors in hand-written files (`lcs.toml`, scenarios), named by file, line, field;
 //! - [`eventlog`]: the deployment's application event log;
 //! - [`failure`]: why a client could not connect, typed, with stable names;
+//! - [`load`]: `lcs-sim load`, load against any SIP-over-TLS server with faults injected;
 //! - [`deployment`]: a deployment folder tying them together (`lcs-sim init`);
 //! - [`clock`]: the one source of time, so the same code runs live and on virtual time.
 
@@ -39,6 +40,7 @@ pub mod eventlog;
 pub mod failure;
 pub mod fix;
 pub mod input;
+pub mod load;
 pub mod pki;
 pub mod server;
 pub mod sim;

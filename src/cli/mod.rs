@@ -5,6 +5,7 @@ mod doctor;
 mod events;
 mod fix;
 mod init;
+mod load;
 mod out;
 mod output;
 mod reproduce;
@@ -62,6 +63,8 @@ enum Command {
     Events(events::EventsArgs),
     Fix(fix::FixArgs),
     Doctor(doctor::DoctorArgs),
+    #[command(subcommand)]
+    Load(load::LoadCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Events(args) => events::run(args),
         Command::Fix(args) => fix::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Load(cmd) => load::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

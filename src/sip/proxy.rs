@@ -37,7 +37,7 @@ use super::parse::{
 };
 use super::registrar::{BindingRemoval, Outcome, Registrar};
 use super::timers::{Timer, TimerQueue};
-use super::transaction::{ClientTx, ServerKey, ServerState, ServerTx};
+use super::transaction::{ClientTx, ServerKey, ServerState, ServerTable, ServerTx};
 use super::uri::{UriError, truncate};
 
 /// Identifies a connection; chosen by the shell, unique while the connection lives.
@@ -253,7 +253,7 @@ pub struct Proxy {
     config: ProxyConfig,
     conns: BTreeMap<ConnId, Connection>,
     registrar: Registrar,
-    servers: BTreeMap<ServerKey, ServerTx>,
+    servers: ServerTable,
     clients: BTreeMap<String, ClientTx>,
     routes: BTreeMap<RouteId, RouteState>,
     timers: TimerQueue,
@@ -269,7 +269,7 @@ impl Proxy {
             config,
             conns: BTreeMap::new(),
             registrar: Registrar::default(),
-            servers: BTreeMap::new(),
+            servers: ServerTable::default(),
             clients: BTreeMap::new(),
             routes: BTreeMap::new(),
             timers: TimerQueue::default(),
@@ -419,9 +419,8 @@ impl Proxy {
                 return;
             }
         };
-        if let Some(tx) = self.servers.get_mut(&key) {
+        if let Some(tx) = self.servers.rebind(&key, conn) {
             self.stats.retransmissions += 1;
-            tx.conn = Some(conn);
             if let ServerState::Completed { response, .. } = &tx.state {
                 let bytes = response.clone();
                 self.send(conn, bytes);
@@ -583,9 +582,8 @@ impl Proxy {
         let Some(connection) = self.conns.remove(&conn) else {
             return;
         };
-        for tx in self.servers.values_mut().filter(|tx| tx.conn == Some(conn)) {
-            tx.conn = None; // answers still get recorded, for a retransmission over a new connection
-        }
+        // Answers still get recorded, for a retransmission over a new connection.
+        self.servers.detach(conn);
         self.registrar
             .remove_connection(conn, &mut self.timers, &mut self.actions);
         if let ConnKind::Route(route) = connection.kind {

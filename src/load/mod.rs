@@ -1,0 +1,266 @@
+//! `lcs-sim load`: load against a SIP-over-TLS server, with faults injected while it runs.
+//!
+//! SIPp, the tool SIP engineers reach for, is built without TLS in Debian and manages a few TLS
+//! connections per second; nobody could measure what a renewal does to a server under load. This
+//! module generates that load with the crate's own parts: real rustls handshakes (full, no
+//! resumption) over real sockets, requests built by the SIP core's [`UserAgent`](crate::sip),
+//! responses framed by its [`Framer`](crate::sip::Framer). It uses `sip`, `server::tls`,
+//! `config`, `store` and `failure`, never `sim`: it runs on the real clock against any server.
+//!
+//! - [`target`]: where the load goes (an address, or a deployment folder);
+//! - [`conn`]: one SIP-over-TLS connection, failures typed as [`Reason`];
+//! - [`handshake`], [`users`]: the three modes (closed or open loop);
+//! - [`record`]: outcomes into HdrHistograms, second by second;
+//! - [`faults`]: `--at 30s=renew` and friends, and the outage they cause;
+//! - [`report`]: the JSON/CSV result and the exact merge of shards;
+//! - [`svg`]: rate, failures and p99 over time, with the faults marked.
+
+pub mod conn;
+pub mod faults;
+pub mod handshake;
+pub mod memory;
+pub mod record;
+pub mod report;
+pub mod svg;
+pub mod target;
+pub mod users;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+pub use faults::{Fault, FaultAction, FaultRecord, Outage};
+pub use record::{Reason, Recorder};
+pub use report::{Report, RunInfo, merge};
+pub use target::{Target, TargetOptions, TlsVersions};
+
+use crate::clock::monotonic_now;
+
+/// What each operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Connect, handshake, OPTIONS, close.
+    Handshake,
+    /// Users hold registered connections.
+    Register,
+    /// Registered users send MESSAGEs.
+    Message,
+}
+
+impl Mode {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Handshake => "handshake",
+            Mode::Register => "register",
+            Mode::Message => "message",
+        }
+    }
+}
+
+/// How operations are started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// This many at a time, each starting when the last ended.
+    Closed(usize),
+    /// This many per second on a fixed schedule.
+    Open(f64),
+}
+
+/// One shard of a run spread over several machines: `index` of `count`, from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, `0..count`.
+    pub index: u32,
+    /// Number of shards.
+    pub count: u32,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { index: 0, count: 1 }
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("`{s}` is not a shard INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// A run, validated.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The mode.
+    pub mode: Mode,
+    /// How long.
+    pub duration: Duration,
+    /// Closed or open loop (the rate of the whole run: a shard takes its part).
+    pub load: Load,
+    /// Handshake mode: no OPTIONS.
+    pub no_request: bool,
+    /// Register and message modes: users of the whole run.
+    pub users: u64,
+    /// Message mode: share of MESSAGEs to the federated domain.
+    pub federated_ratio: f64,
+    /// The federated domain (default: the deployment's first route, else `fabrikam.com`).
+    pub federated_domain: String,
+    /// Registration time asked for, seconds.
+    pub expires: u32,
+    /// This shard.
+    pub shard: Shard,
+    /// Timeouts.
+    pub timeouts: conn::Timeouts,
+    /// Faults (need a deployment).
+    pub faults: Vec<Fault>,
+    /// The server's process, for its memory per connection (register mode).
+    pub server_pid: Option<u32>,
+}
+
+/// Sleeps until `at` on tokio's clock.
+pub async fn sleep_until(at: Instant) {
+    tokio::time::sleep_until(at.into()).await;
+}
+
+/// Runs the load and returns its report. `recorder` starts now; pass the same one to a progress
+/// display.
+pub async fn run(target: Target, o: LoadOptions, recorder: Arc<Recorder>) -> Report {
+    let start = recorder.start();
+    let deadline = start + o.duration;
+    let faults = tokio::spawn(apply_faults(target.clone(), o.faults.clone(), start));
+    let label = target.label.clone();
+    let load = match o.load {
+        Load::Open(rate) => Load::Open(rate / f64::from(o.shard.count)),
+        closed => closed,
+    };
+    let mut server = None;
+    match o.mode {
+        Mode::Handshake => {
+            let h = handshake::Handshake::new(target, o.shard.index, o.no_request, o.timeouts);
+            handshake::run(Arc::new(h), load, deadline, recorder.clone()).await;
+        }
+        Mode::Register | Mode::Message => {
+            server = run_users(target, &o, load, deadline, recorder.clone()).await;
+        }
+    }
+    let records = faults.await.unwrap_or_default();
+    let info = RunInfo {
+        mode: o.mode.name().into(),
+        target: label,
+        duration_s: o.duration.as_secs_f64(),
+    };
+    let mut report = Report::new(info, &recorder.snapshot(), records);
+    report.server = server;
+    report
+}
+
+async fn run_users(
+    target: Target,
+    o: &LoadOptions,
+    load: Load,
+    deadline: Instant,
+    recorder: Arc<Recorder>,
+) -> Option<report::ServerMemory> {
+    let globals = users::shard_users(o.users, o.shard);
+    let federated = users::aor(0, &o.federated_domain);
+    let domain = target.domain.clone();
+    let before = o.server_pid.and_then(memory::rss_kib);
+    let u = Arc::new(users::Users {
+        target,
+        ids: conn::Ids::new(o.shard.index),
+        timeouts: o.timeouts,
+        expires: o.expires,
+        record_registers: o.mode == Mode::Register,
+        held: Default::default(),
+        attempted: Default::default(),
+    });
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    for (k, &g) in globals.iter().enumerate() {
+        let (tx, task) = users::spawn_user(u.clone(), g, deadline, recorder.clone());
+        senders.push(tx);
+        tasks.push(task);
+        // Connect in waves of 64, so a big --users does not open thousands of handshakes at once.
+        if k % 64 == 63 {
+            while u.attempted.load(Ordering::Relaxed) + 32 < (k + 1) as u64
+                && monotonic_now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    while u.attempted.load(Ordering::Relaxed) < globals.len() as u64 && monotonic_now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let server = memory::measure(o.server_pid, before, u.held.load(Ordering::Relaxed));
+    if o.mode == Mode::Message && !senders.is_empty() {
+        let rate = match load {
+            Load::Open(r) => r,
+            Load::Closed(n) => n as f64, // validated away: message mode is open loop
+        };
+        let begin = monotonic_now();
+        let n = senders.len() as u64;
+        for i in 0u64.. {
+            let scheduled = begin + Duration::from_secs_f64(i as f64 / rate);
+            if scheduled >= deadline {
+                break;
+            }
+            sleep_until(scheduled).await;
+            let (from, to) = users::pair(i, n, o.federated_ratio);
+            let to = match to {
+                Some(t) => users::aor(globals[t], &domain),
+                None => federated.clone(),
+            };
+            let _ = senders[from].send(users::Send { to, scheduled });
+        }
+    }
+    handshake::abort_at(tasks, deadline).await;
+    server
+}
+
+async fn apply_faults(target: Target, faults: Vec<Fault>, start: Instant) -> Vec<FaultRecord> {
+    let mut out = Vec::new();
+    let Some((dir, connection)) = target.deployment else {
+        return out;
+    };
+    let mut faults = faults;
+    faults.sort_by_key(|f| f.at);
+    for f in faults {
+        sleep_until(start + f.at).await;
+        let result = if f.action == FaultAction::FixLive {
+            faults::fix_live(&dir).await.map_err(|e| e.to_string())
+        } else {
+            let (dir, connection, action) = (dir.clone(), connection.clone(), f.action.clone());
+            tokio::task::spawn_blocking(move || faults::apply(&dir, &connection, &action))
+                .await
+                .map_err(|e| format!("the fault's task failed: {e}"))
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        };
+        let applied = monotonic_now()
+            .saturating_duration_since(start)
+            .as_secs_f64();
+        let (ok, result) = match result {
+            Ok(what) => (true, what),
+            Err(e) => (false, e),
+        };
+        out.push(FaultRecord {
+            at_s: f.at.as_secs_f64(),
+            applied_s: ok.then_some(applied),
+            action: f.action.to_string(),
+            result,
+            ok,
+        });
+    }
+    out
+}

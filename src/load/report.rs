@@ -1,0 +1,312 @@
+//! The result of a run, as `--format json` writes it and `lcs-sim load merge` reads it.
+//!
+//! The fields are a contract (issue 9): `mode, target, duration_s, ok, failed, failures,
+//! rate_per_s, latency_us, histogram, per_second, faults, outage` (plus `server` in register
+//! mode, when the server's memory was measured). The whole run's latencies travel as an
+//! HdrHistogram V2 blob (deflate-compressed, as HdrHistogram logs carry them) in base64, so that shards merge *exactly*: [`merge`] adds histograms and
+//! recomputes the percentiles from the sum, never averages them. A merged second's `p99_us` is
+//! the highest of the shards' (per-second histograms are not in the file): an upper bound.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+
+use super::faults::{FaultRecord, Outage, outage};
+use super::record::{Tally, new_histogram};
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Highest.
+    pub max: u64,
+}
+
+impl Latency {
+    /// The percentiles of `h` (all zero when it is empty).
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        Latency {
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondRow {
+    /// Seconds since the start (this row covers `[t, t + 1)`).
+    pub t: u64,
+    /// Successful operations completed in it.
+    pub ok: u64,
+    /// Failed operations completed in it.
+    pub failed: u64,
+    /// 99th percentile latency of its successful operations, µs (0 when none).
+    pub p99_us: u64,
+}
+
+/// What the load saw of the server's memory (register mode, server on this machine).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ServerMemory {
+    /// The server's process id.
+    pub pid: u32,
+    /// Registered connections held open at the measurement.
+    pub connections: u64,
+    /// Resident set size before the users connected, KiB.
+    pub rss_before_kib: u64,
+    /// Resident set size with every connection held, KiB.
+    pub rss_after_kib: u64,
+    /// (after − before) ÷ connections, bytes.
+    pub rss_per_connection_bytes: u64,
+}
+
+/// The result of one run (or of several shards merged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// `handshake`, `register` or `message`.
+    pub mode: String,
+    /// The target, `HOST:PORT`.
+    pub target: String,
+    /// Length of the run, seconds.
+    pub duration_s: f64,
+    /// Successful operations.
+    pub ok: u64,
+    /// Failed operations.
+    pub failed: u64,
+    /// Failures by reason (`tls_alert_access_denied`, `connection_refused`, `sip_408`, ...).
+    pub failures: BTreeMap<String, u64>,
+    /// Successful operations per second.
+    pub rate_per_s: f64,
+    /// Latency percentiles of the successful operations.
+    pub latency_us: Latency,
+    /// Every successful operation's latency (µs): HdrHistogram V2, base64.
+    pub histogram: String,
+    /// Second by second.
+    pub per_second: Vec<SecondRow>,
+    /// Faults applied during the run.
+    pub faults: Vec<FaultRecord>,
+    /// The outage the faults caused, when any fault was given.
+    pub outage: Option<Outage>,
+    /// The server's memory per held connection (register mode), when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerMemory>,
+}
+
+/// Why reports could not be read or merged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The histogram field is not a base64 HdrHistogram.
+    #[error("the histogram is not a base64 HdrHistogram V2 blob: {reason}")]
+    Histogram {
+        /// What was wrong.
+        reason: String,
+    },
+    /// Reports of different runs.
+    #[error("cannot merge a {a} run with a {b} run: merge shards of one run")]
+    Mismatch {
+        /// The first report's `mode target`.
+        a: String,
+        /// The other's.
+        b: String,
+    },
+    /// Nothing to merge.
+    #[error("no reports to merge")]
+    Empty,
+}
+
+/// Encodes a histogram as V2 + base64.
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .expect("serialising to memory cannot fail");
+    STANDARD.encode(bytes)
+}
+
+/// Decodes a V2 + base64 histogram.
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, ReportError> {
+    let bad = |reason: String| ReportError::Histogram { reason };
+    let bytes = STANDARD.decode(text).map_err(|e| bad(e.to_string()))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| bad(format!("{e:?}")))
+}
+
+/// What a run was.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// `handshake`, `register` or `message`.
+    pub mode: String,
+    /// `HOST:PORT`.
+    pub target: String,
+    /// Seconds.
+    pub duration_s: f64,
+}
+
+impl Report {
+    /// The report of a finished run.
+    pub fn new(info: RunInfo, tally: &Tally, faults: Vec<FaultRecord>) -> Report {
+        let per_second: Vec<SecondRow> = tally
+            .seconds
+            .iter()
+            .enumerate()
+            .map(|(t, s)| SecondRow {
+                t: t as u64,
+                ok: s.ok,
+                failed: s.failed,
+                p99_us: s.histogram.value_at_quantile(0.99),
+            })
+            .collect();
+        let outage = (!faults.is_empty()).then(|| {
+            outage(
+                &faults,
+                &per_second,
+                &tally.failures,
+                tally.first_failure.map(|d| d.as_secs_f64()),
+                tally.last_failure.map(|d| d.as_secs_f64()),
+            )
+        });
+        Report {
+            mode: info.mode,
+            target: info.target,
+            duration_s: info.duration_s,
+            ok: tally.ok,
+            failed: tally.failed,
+            failures: tally.failures.clone(),
+            rate_per_s: rate(tally.ok, info.duration_s),
+            latency_us: Latency::of(&tally.histogram),
+            histogram: encode_histogram(&tally.histogram),
+            per_second,
+            faults,
+            outage,
+            server: None,
+        }
+    }
+
+    /// Failed ÷ all operations (0 when there were none).
+    pub fn failure_ratio(&self) -> f64 {
+        let all = self.ok + self.failed;
+        if all == 0 {
+            0.0
+        } else {
+            self.failed as f64 / all as f64
+        }
+    }
+
+    /// Per-second rows as CSV, in the manner of SIPp's `-trace_stat`.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from(CSV_HEADER);
+        out.push('\n');
+        for r in &self.per_second {
+            out.push_str(&format!("{},{},{},{}\n", r.t, r.ok, r.failed, r.p99_us));
+        }
+        out
+    }
+}
+
+/// The CSV header.
+pub const CSV_HEADER: &str = "t_s,ok,failed,p99_us";
+
+fn rate(ok: u64, secs: f64) -> f64 {
+    if secs > 0.0 { ok as f64 / secs } else { 0.0 }
+}
+
+/// Merges the reports of the shards of one run: counts summed, histograms added (so the
+/// percentiles are those of all operations), seconds aligned by `t`, faults and outage combined.
+pub fn merge(reports: &[Report]) -> Result<Report, ReportError> {
+    let first = reports.first().ok_or(ReportError::Empty)?;
+    let mut histogram = new_histogram();
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seconds: BTreeMap<u64, SecondRow> = BTreeMap::new();
+    let mut faults: Vec<FaultRecord> = Vec::new();
+    let (mut ok, mut failed, mut duration_s) = (0, 0, 0.0f64);
+    let (mut first_failure, mut last_failure) = (None::<f64>, None::<f64>);
+    let mut server = None;
+    for r in reports {
+        if (&r.mode, &r.target) != (&first.mode, &first.target) {
+            return Err(ReportError::Mismatch {
+                a: format!("{} {}", first.mode, first.target),
+                b: format!("{} {}", r.mode, r.target),
+            });
+        }
+        histogram
+            .add(decode_histogram(&r.histogram)?)
+            .map_err(|e| ReportError::Histogram {
+                reason: format!("{e:?}"),
+            })?;
+        ok += r.ok;
+        failed += r.failed;
+        duration_s = duration_s.max(r.duration_s);
+        for (k, v) in &r.failures {
+            *failures.entry(k.clone()).or_default() += v;
+        }
+        for row in &r.per_second {
+            let m = seconds.entry(row.t).or_insert(SecondRow {
+                t: row.t,
+                ok: 0,
+                failed: 0,
+                p99_us: 0,
+            });
+            m.ok += row.ok;
+            m.failed += row.failed;
+            m.p99_us = m.p99_us.max(row.p99_us);
+        }
+        for f in &r.faults {
+            if !faults.contains(f) {
+                faults.push(f.clone());
+            }
+        }
+        if let Some(o) = &r.outage {
+            first_failure = min_opt(first_failure, o.first_failure_s);
+            last_failure = max_opt(last_failure, o.last_failure_s);
+        }
+        server = server.or(r.server);
+    }
+    faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    let per_second: Vec<SecondRow> = seconds.into_values().collect();
+    let outage = (!faults.is_empty())
+        .then(|| outage(&faults, &per_second, &failures, first_failure, last_failure));
+    Ok(Report {
+        mode: first.mode.clone(),
+        target: first.target.clone(),
+        duration_s,
+        ok,
+        failed,
+        failures,
+        rate_per_s: rate(ok, duration_s),
+        latency_us: Latency::of(&histogram),
+        histogram: encode_histogram(&histogram),
+        per_second,
+        faults,
+        outage,
+        server,
+    })
+}
+
+fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}

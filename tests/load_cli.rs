@@ -1,0 +1,231 @@
+//! `lcs-sim load` as a user runs it: the JSON fields and CSV header, health gates (exit 1), bad
+//! input (exit 2), `load merge` of shard files, and the example Kubernetes manifest in `deploy/`.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+async fn lcs_sim(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_fields_csv_header_and_health_gates() {
+    let (_tmp, d) = deployment();
+    let live = Live::start(&d).await;
+    let base = format!(
+        "load handshake --target {} --ca {} --server-name lcs01.contoso.com --concurrency 2 --duration 1s --quiet",
+        live.addr("tls-5061"),
+        d.ca_path().display()
+    );
+    let out = lcs_sim(args(&format!("{base} --format json"))).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut want = [
+        "mode",
+        "target",
+        "duration_s",
+        "ok",
+        "failed",
+        "failures",
+        "rate_per_s",
+        "latency_us",
+        "histogram",
+        "per_second",
+        "faults",
+        "outage",
+    ];
+    want.sort();
+    let mut keys = keys;
+    keys.sort();
+    assert_eq!(keys, want);
+    let lat: Vec<&str> = v["latency_us"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(lat, ["max", "p50", "p90", "p99", "p999"]);
+    let row: Vec<&str> = v["per_second"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(row, ["failed", "ok", "p99_us", "t"]);
+    assert!(v["ok"].as_u64().unwrap() > 0);
+    assert!(out.stderr.is_empty(), "--quiet prints no progress");
+
+    let out = lcs_sim(args(&format!("{base} --format csv"))).await;
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(csv.lines().next(), Some("t_s,ok,failed,p99_us"));
+
+    // Without --quiet and not on a terminal: plain progress lines on standard error.
+    let out = lcs_sim(args(
+        &base
+            .replace(" --quiet", "")
+            .replace("--duration 1s", "--duration 2s"),
+    ))
+    .await;
+    assert!(
+        stderr(&out).lines().any(|l| l.starts_with("t=1s ok/s=")),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = lcs_sim(args(&format!("{base} --max-p99 1us"))).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--max-p99"));
+    let out = lcs_sim(args(&format!("{base} --max-p99 10s --max-failure-ratio 0"))).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    live.stop().await;
+
+    // The server is gone: every attempt fails, counted by reason, and the gate trips.
+    let out = lcs_sim(args(&format!(
+        "{base} --max-failure-ratio 0.5 --format json"
+    )))
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["failures"]["connection_refused"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_exits_2_with_a_message() {
+    let (_tmp, d) = deployment();
+    let dir = d.root().display().to_string();
+    let cases = [
+        (
+            format!("load handshake --deployment {dir} --rate 0"),
+            "--rate",
+        ),
+        (
+            format!("load handshake --deployment {dir} --rate -5"),
+            "--rate",
+        ),
+        (
+            format!("load handshake --deployment {dir} --duration -1s"),
+            "--duration",
+        ),
+        (
+            format!("load handshake --deployment {dir} --at 5s=reboot"),
+            "not a fault",
+        ),
+        (
+            format!("load handshake --deployment {dir} --at soon=renew"),
+            "not a time",
+        ),
+        (
+            format!("load handshake --deployment {dir} --shard 2/2"),
+            "shard",
+        ),
+        ("load bogus".to_string(), "bogus"),
+        (
+            "load handshake --target 127.0.0.1:9 --ca x.pem --server-name a --at 1s=renew".into(),
+            "--at needs --deployment",
+        ),
+        (
+            "load handshake --target 127.0.0.1:9 --server-name a".into(),
+            "--ca",
+        ),
+        (
+            format!("load merge {dir}/lcs.toml"),
+            "not a `lcs-sim load --format json` report",
+        ),
+    ];
+    for (line, needle) in cases {
+        let out = lcs_sim(args(&line)).await;
+        assert_eq!(out.status.code(), Some(2), "{line}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{line}: {}", stderr(&out));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_of_shard_files_sums_them() {
+    let (tmp, d) = deployment();
+    let live = Live::start(&d).await;
+    let mut files = Vec::new();
+    for i in 0..2 {
+        let line = format!(
+            "load handshake --deployment {} --target {} --rate 40 --duration 1s --shard {i}/2 --quiet --format json",
+            d.root().display(),
+            live.addr("tls-5061")
+        );
+        let out = lcs_sim(args(&line)).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let path = tmp.path().join(format!("shard-{i}.json"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        files.push(path);
+    }
+    live.stop().await;
+    let read = |p: &std::path::Path| -> lcs_sim::load::Report {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let (a, b) = (read(&files[0]), read(&files[1]));
+    let out = lcs_sim(vec![
+        "load".into(),
+        "merge".into(),
+        files[0].display().to_string(),
+        files[1].display().to_string(),
+        "--format".into(),
+        "json".into(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m: lcs_sim::load::Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m.ok, a.ok + b.ok);
+    assert_eq!(m, lcs_sim::load::merge(&[a, b]).unwrap());
+}
+
+/// The example Indexed Job in `deploy/`: N completions, each pod's index becomes `--shard I/N`.
+#[test]
+fn the_example_kubernetes_job_shards_the_load() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/load-job.json");
+    let job: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(job["kind"], "Job");
+    assert_eq!(job["apiVersion"], "batch/v1");
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"], "Indexed");
+    let n = spec["completions"].as_u64().unwrap();
+    assert_eq!(
+        spec["parallelism"].as_u64(),
+        Some(n),
+        "all shards run at once"
+    );
+    let container = &spec["template"]["spec"]["containers"][0];
+    let command: Vec<&str> = container["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let script = command.last().unwrap();
+    assert!(
+        script.contains(&format!("--shard \"$JOB_COMPLETION_INDEX/{n}\"")),
+        "{script}"
+    );
+    assert!(script.contains("lcs-sim load ") && script.contains("--format json"));
+    assert!(
+        script.contains("--quiet"),
+        "pod logs carry stdout and stderr: no progress lines"
+    );
+}
