@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use super::message::Method;
+use super::method::Method;
 use super::uri::{Uri, UriError, truncate};
 
 /// One header field: canonical name and raw value.

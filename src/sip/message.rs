@@ -1,77 +1,13 @@
-//! The SIP message model (requests, responses, methods) and its wire serialisation.
+//! The SIP message model (requests, responses) and its wire serialisation.
 //!
 //! `Content-Length` is not stored in [`Headers`]: it describes framing, not content, so it is
 //! always derived from the body when serialising and stripped when parsing. That makes
 //! `parse(serialize(m)) == m` hold and makes a wrong length impossible to send.
 
-use std::fmt;
-
 use super::header::Headers;
+// Re-exported for the modules that import it from here (`transaction`).
+pub(crate) use super::method::Method;
 use super::uri::Uri;
-
-/// A SIP method. The methods this crate knows have variants; others are kept as written.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Method {
-    /// REGISTER (RFC 3261).
-    Register,
-    /// MESSAGE (RFC 3428).
-    Message,
-    /// OPTIONS (RFC 3261).
-    Options,
-    /// INVITE (RFC 3261).
-    Invite,
-    /// ACK (RFC 3261).
-    Ack,
-    /// BYE (RFC 3261).
-    Bye,
-    /// CANCEL (RFC 3261).
-    Cancel,
-    /// SUBSCRIBE (RFC 6665).
-    Subscribe,
-    /// NOTIFY (RFC 6665).
-    Notify,
-    /// Any other method token (case-sensitive, as SIP methods are).
-    Other(String),
-}
-
-const NAMED: &[(&str, Method)] = &[
-    ("REGISTER", Method::Register),
-    ("MESSAGE", Method::Message),
-    ("OPTIONS", Method::Options),
-    ("INVITE", Method::Invite),
-    ("ACK", Method::Ack),
-    ("BYE", Method::Bye),
-    ("CANCEL", Method::Cancel),
-    ("SUBSCRIBE", Method::Subscribe),
-    ("NOTIFY", Method::Notify),
-];
-
-impl Method {
-    /// The method for a token (which the caller has checked is a valid token).
-    pub fn from_token(token: &str) -> Method {
-        NAMED
-            .iter()
-            .find(|(name, _)| *name == token)
-            .map_or_else(|| Method::Other(token.to_owned()), |(_, m)| m.clone())
-    }
-
-    /// The method's token.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Method::Other(token) => token,
-            known => NAMED
-                .iter()
-                .find(|(_, m)| m == known)
-                .map_or("", |(name, _)| name),
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A SIP request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,8 @@
 //! [`Framer`](super::Framer)'s job; this module only sees whole messages.
 
 use super::header::{Headers, canonical_name, is_token};
-use super::message::{Message, Method, Request, Response};
+use super::message::{Message, Request, Response};
+use super::method::Method;
 use super::uri::{Uri, UriError, truncate};
 
 /// Why bytes are not a SIP message.

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::sip::{RequestIds, StaticRoute, Uri, UserAgent, Via};
+use crate::sip::{BindingRemoval, RequestIds, StaticRoute, Transport, Uri, UserAgent, Via};
 
 const ALICE: ConnId = ConnId(1);
 const BOB: ConnId = ConnId(2);
