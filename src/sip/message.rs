@@ -142,16 +142,18 @@ impl Message {
     }
 }
 
-/// Writes the head. Line breaks inside the start line or a header (which the parser never
-/// produces, but a caller could put there) become spaces, so no input can inject a header or
-/// desynchronise the stream.
+/// Writes the head. Control characters other than HTAB inside the start line or a header
+/// (which the parser never produces, but a caller could put there: line breaks, NUL, ESC,
+/// DEL) become spaces, so no input can inject a header, desynchronise the stream, or produce
+/// a message the parser would refuse.
 fn serialize(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
     fn line(out: &mut Vec<u8>, parts: &[&str]) {
         for part in parts {
-            out.extend(
-                part.bytes()
-                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-            );
+            out.extend(part.bytes().map(|b| match b {
+                b'\t' => b,
+                0..0x20 | 0x7f => b' ',
+                _ => b,
+            }));
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -214,12 +216,12 @@ mod tests {
         req.headers
             .push("Via", "SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1");
         req.headers.push("Content-Length", "999");
-        req.headers.push("Subject", "a\r\nInjected: 1");
+        req.headers.push("Subject", "a\r\nInjected: 1\0\x1b\x7f\tz");
         req.body = b"hello".to_vec();
         let text = String::from_utf8(req.to_bytes()).unwrap();
         assert_eq!(
             text,
-            "MESSAGE sip:bob@contoso.com SIP/2.0\r\nVia: SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1\r\nSubject: a  Injected: 1\r\nContent-Length: 5\r\n\r\nhello"
+            "MESSAGE sip:bob@contoso.com SIP/2.0\r\nVia: SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1\r\nSubject: a  Injected: 1   \tz\r\nContent-Length: 5\r\n\r\nhello"
         );
     }
 

@@ -2,7 +2,9 @@
 //!
 //! The parser is strict about structure (start line, `name: value` lines, SIP/2.0) and lenient
 //! about spacing, header case, compact names, folded lines and bare-LF line ends inside the
-//! headers (the blank line ending them must be CRLF CRLF, as stream framing needs). It never
+//! headers (the blank line ending them must be CRLF CRLF, as stream framing needs). Control
+//! characters other than HTAB are refused anywhere in the head, a CR unless it ends a line: the
+//! grammar has no place for them, and the wire form could not carry them back unchanged. It never
 //! panics: every failure is a typed [`ParseError`], which the proxy turns into a 400 (or 505,
 //! 416) when the message could be delimited. Delimiting on a stream is the
 //! [`Framer`](super::Framer)'s job; this module only sees whole messages.
@@ -22,6 +24,16 @@ pub enum ParseError {
     /// The start line and headers are not UTF-8.
     #[error("message headers are not valid UTF-8")]
     HeadNotUtf8,
+    /// The start line or a header (value, reason phrase) holds a control character other than
+    /// HTAB: NUL, a CR not followed by LF, ESC, DEL… RFC 3261's grammar allows none (§25.1:
+    /// TEXT-UTF8char, LWS); serialising would have to alter them, so they are refused.
+    #[error("control character {byte:#04x} in the message headers, line {line}")]
+    ControlCharacter {
+        /// The byte.
+        byte: u8,
+        /// Its line, counting the start line as 1.
+        line: usize,
+    },
     /// The start line is neither a request line nor a status line.
     #[error("malformed start line {line:?}")]
     InvalidStartLine {
@@ -77,6 +89,22 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
         .map(|p| from + p + 4)
 }
 
+/// The first control character of a head that is not part of a line end: anything below
+/// 0x20 but HTAB and LF, a CR not followed by LF, and DEL.
+fn check_controls(head: &[u8]) -> Result<(), ParseError> {
+    let mut line = 1;
+    for (at, &byte) in head.iter().enumerate() {
+        match byte {
+            b'\n' => line += 1,
+            b'\t' => {}
+            b'\r' if head.get(at + 1) == Some(&b'\n') => {}
+            0..0x20 | 0x7f => return Err(ParseError::ControlCharacter { byte, line }),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Header lines of a head (after the start line), with folded continuation lines joined.
 fn header_lines(head: &str) -> impl Iterator<Item = String> + '_ {
     let mut lines = head
@@ -128,6 +156,7 @@ pub(crate) fn content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
 pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
     let head_end = find_head_end(bytes, 0).ok_or(ParseError::MissingHeadEnd)?;
     let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| ParseError::HeadNotUtf8)?;
+    check_controls(head.as_bytes())?;
     let body = &bytes[head_end..];
     if let Some(declared) = content_length(head.as_bytes())?
         && declared != body.len()
@@ -351,6 +380,50 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
         }
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_htab_is_not() {
+        let with = |value: &[u8]| {
+            let mut bytes = b"MESSAGE sip:a@b SIP/2.0\r\nSubject: ".to_vec();
+            bytes.extend_from_slice(value);
+            bytes.extend_from_slice(b"\r\nl: 0\r\n\r\n");
+            parse_message(&bytes)
+        };
+        for (value, byte) in [
+            (&b"a\0b"[..], 0u8),
+            (b"a\rb", b'\r'),
+            (b"a\r", b'\r'),
+            (b"a\x1b[31m", 0x1b),
+            (b"a\x7fb", 0x7f),
+            (b"a\x0bb", 0x0b),
+        ] {
+            assert_eq!(
+                with(value),
+                Err(ParseError::ControlCharacter { byte, line: 2 }),
+                "{value:?}"
+            );
+        }
+        let Ok(Message::Request(r)) = with(b"a\tb") else {
+            panic!("HTAB is allowed")
+        };
+        assert_eq!(r.headers.get("Subject"), Some("a\tb"));
+        // In a reason phrase, and the fuzzer's minimised round-trip failure (a lone CR that
+        // serialising turned into a space).
+        assert_eq!(
+            parse_message(b"SIP/2.0 200 O\rK\r\n\r\n"),
+            Err(ParseError::ControlCharacter {
+                byte: b'\r',
+                line: 1
+            })
+        );
+        assert_eq!(
+            parse_message(b"1~ sip:2u SIP/2.0\nsip:R \re \r\n\r\n"),
+            Err(ParseError::ControlCharacter {
+                byte: b'\r',
+                line: 2
+            })
+        );
     }
 
     #[test]

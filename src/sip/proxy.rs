@@ -21,6 +21,8 @@
 //! when the answer is ready, [`Event::ResponseUndeliverable`] says so; if the originator
 //! retransmits over a new connection in time, it gets the stored answer.
 
+#[cfg(test)]
+mod malformed_tests;
 mod routing;
 #[cfg(test)]
 mod tests;
