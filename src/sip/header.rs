@@ -81,55 +81,43 @@ const COMPACT: &[(&str, &str)] = &[
     ("y", "Identity"),
 ];
 
-/// Canonical spellings of well-known header names.
-const KNOWN: &[&str] = &[
-    "Accept",
-    "Accept-Encoding",
-    "Accept-Language",
-    "Alert-Info",
-    "Allow",
-    "Allow-Events",
-    "Authentication-Info",
-    "Authorization",
-    "Call-ID",
-    "Call-Info",
-    "Contact",
-    "Content-Disposition",
-    "Content-Encoding",
-    "Content-Language",
-    "Content-Length",
-    "Content-Type",
-    "CSeq",
-    "Date",
-    "Error-Info",
-    "Event",
-    "Expires",
-    "From",
-    "In-Reply-To",
-    "Max-Forwards",
-    "Min-Expires",
-    "MIME-Version",
-    "Organization",
-    "Priority",
-    "Proxy-Authenticate",
-    "Proxy-Authorization",
-    "Proxy-Require",
-    "Record-Route",
-    "Reply-To",
-    "Require",
-    "Retry-After",
-    "Route",
-    "Server",
-    "Subject",
-    "Supported",
-    "Timestamp",
-    "To",
-    "Unsupported",
-    "User-Agent",
-    "Via",
-    "Warning",
-    "WWW-Authenticate",
-];
+/// Canonical spellings of well-known header names, by length: finding a name compares it with
+/// the two or three names of its length, not with all of them (this is on the parser's path).
+fn known_names(len: usize) -> &'static [&'static str] {
+    match len {
+        2 => &["To"],
+        3 => &["Via"],
+        4 => &["CSeq", "Date", "From"],
+        5 => &["Allow", "Event", "Route"],
+        6 => &["Accept", "Server"],
+        7 => &[
+            "Call-ID", "Contact", "Expires", "Require", "Subject", "Warning",
+        ],
+        8 => &["Priority", "Reply-To"],
+        9 => &["Call-Info", "Supported", "Timestamp"],
+        10 => &["Alert-Info", "Error-Info", "User-Agent"],
+        11 => &["In-Reply-To", "Min-Expires", "Retry-After", "Unsupported"],
+        12 => &[
+            "Allow-Events",
+            "Content-Type",
+            "Max-Forwards",
+            "MIME-Version",
+            "Organization",
+            "Record-Route",
+        ],
+        13 => &["Authorization", "Proxy-Require"],
+        14 => &["Content-Length"],
+        15 => &["Accept-Encoding", "Accept-Language"],
+        16 => &["Content-Encoding", "Content-Language", "WWW-Authenticate"],
+        18 => &["Proxy-Authenticate"],
+        19 => &[
+            "Authentication-Info",
+            "Content-Disposition",
+            "Proxy-Authorization",
+        ],
+        _ => &[],
+    }
+}
 
 /// Headers whose comma-separated values are split into separate entries on parse, because the
 /// proxy acts on individual values (top Via, each Contact, each Route).
@@ -137,15 +125,21 @@ const SPLIT_ON_PARSE: &[&str] = &["Via", "Contact", "Route", "Record-Route"];
 
 /// The canonical form of a header name: compact forms expanded, known names re-cased.
 pub fn canonical_name(name: &str) -> String {
-    if name.len() == 1
-        && let Some((_, full)) = COMPACT.iter().find(|(c, _)| c.eq_ignore_ascii_case(name))
-    {
-        return (*full).to_owned();
+    known_name(name).map_or_else(|| name.to_owned(), str::to_owned)
+}
+
+/// The canonical spelling of a compact or well-known name; `None` for other names.
+pub(crate) fn known_name(name: &str) -> Option<&'static str> {
+    if let [letter] = name.as_bytes() {
+        return COMPACT
+            .iter()
+            .find(|(c, _)| c.as_bytes()[0] == letter.to_ascii_lowercase())
+            .map(|(_, full)| *full);
     }
-    KNOWN
+    known_names(name.len())
         .iter()
         .find(|k| k.eq_ignore_ascii_case(name))
-        .map_or_else(|| name.to_owned(), |k| (*k).to_owned())
+        .copied()
 }
 
 /// Whether `name` is a syntactically valid header name (an RFC 3261 token).
@@ -160,6 +154,13 @@ impl Headers {
     /// No headers.
     pub fn new() -> Headers {
         Headers::default()
+    }
+
+    /// No headers, with room for `capacity` without reallocating.
+    pub(crate) fn with_capacity(capacity: usize) -> Headers {
+        Headers {
+            entries: Vec::with_capacity(capacity),
+        }
     }
 
     /// Number of header fields (each value of a split list counts once).
@@ -263,7 +264,11 @@ impl Headers {
 
     /// Adds a parsed header line, splitting list-valued headers into one entry per value.
     pub(crate) fn push_parsed(&mut self, name: &str, value: &str) {
-        let name = canonical_name(name);
+        self.push_canonical(canonical_name(name), value);
+    }
+
+    /// [`Headers::push_parsed`] for a name already in canonical form.
+    pub(crate) fn push_canonical(&mut self, name: String, value: &str) {
         if SPLIT_ON_PARSE.contains(&name.as_str()) {
             for part in split_list(value) {
                 self.entries.push(Header {
@@ -645,6 +650,23 @@ mod tests {
             ["\"Doe, John\" <sip:j@x.example>", "<sip:k@y.example>"]
         );
         assert_eq!(h.top_via().unwrap().branch(), Some("z9hG4bK1"));
+    }
+
+    #[test]
+    fn every_known_name_is_found_in_any_case() {
+        let mut count = 0;
+        for len in 0..64 {
+            for name in known_names(len) {
+                assert_eq!(name.len(), len, "{name} filed under the wrong length");
+                assert_eq!(known_name(&name.to_ascii_lowercase()), Some(*name));
+                assert_eq!(canonical_name(&name.to_ascii_uppercase()), *name);
+                count += 1;
+            }
+        }
+        assert_eq!(count, 46);
+        assert_eq!(canonical_name("X-Custom"), "X-Custom");
+        assert_eq!(canonical_name("z"), "z");
+        assert_eq!(canonical_name("L"), "Content-Length");
     }
 
     #[test]

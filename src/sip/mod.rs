@@ -25,6 +25,8 @@ mod actions;
 mod builder;
 mod config;
 mod framer;
+#[doc(hidden)]
+pub mod fuzzcheck;
 mod header;
 mod message;
 mod method;

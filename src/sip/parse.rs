@@ -9,7 +9,7 @@
 //! 416) when the message could be delimited. Delimiting on a stream is the
 //! [`Framer`](super::Framer)'s job; this module only sees whole messages.
 
-use super::header::{Headers, canonical_name, is_token};
+use super::header::{Headers, canonical_name, is_token, known_name};
 use super::message::{Message, Request, Response};
 use super::method::Method;
 use super::uri::{Uri, UriError, truncate};
@@ -83,82 +83,203 @@ pub enum ParseError {
 
 /// Where the headers end: the index just past the first `\r\n\r\n` at or after `from`.
 pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    buf.get(from..)?
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| from + p + 4)
+    let mut at = from;
+    loop {
+        // Step from LF to LF (the rarer byte); a head ends at an LF preceded by `\r\n\r`.
+        at += buf.get(at..)?.iter().position(|&b| b == b'\n')?;
+        if at >= from + 3 && buf[at - 3..at] == *b"\r\n\r" {
+            return Some(at + 1);
+        }
+        at += 1;
+    }
 }
 
-/// The first control character of a head that is not part of a line end: anything below
-/// 0x20 but HTAB and LF, a CR not followed by LF, and DEL.
-fn check_controls(head: &[u8]) -> Result<(), ParseError> {
-    let mut line = 1;
-    for (at, &byte) in head.iter().enumerate() {
-        match byte {
-            b'\n' => line += 1,
-            b'\t' => {}
-            b'\r' if head.get(at + 1) == Some(&b'\n') => {}
-            0..0x20 | 0x7f => return Err(ParseError::ControlCharacter { byte, line }),
-            _ => {}
+/// What one pass over the start of a message finds.
+struct HeadScan {
+    /// Just past the `\r\n\r\n` ending the head.
+    end: usize,
+    /// The first control character before it that is not HTAB, LF or the CR of a CRLF.
+    control: Option<usize>,
+}
+
+/// Finds the end of the head and its first stray control character in one pass, eight bytes at
+/// a time where a word holds no byte below 0x20 and no DEL (most of a head: only line ends
+/// stop it).
+fn scan_head(bytes: &[u8]) -> Option<HeadScan> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut control = None;
+    let mut at = 0;
+    while at < bytes.len() {
+        if let Some(word) = bytes
+            .get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+        {
+            let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+            let del = word ^ (ONES * 0x7f);
+            let is_del = del.wrapping_sub(ONES) & !del & HIGHS;
+            if below_space | is_del == 0 {
+                at += 8;
+                continue;
+            }
+        }
+        for _ in 0..8 {
+            let &byte = bytes.get(at)?;
+            match byte {
+                b'\n' if at >= 3 && bytes[at - 3..at] == *b"\r\n\r" => {
+                    return Some(HeadScan {
+                        end: at + 1,
+                        control,
+                    });
+                }
+                b'\n' | b'\t' => {}
+                b'\r' if bytes.get(at + 1) == Some(&b'\n') => {}
+                0..0x20 | 0x7f => {
+                    control.get_or_insert(at);
+                }
+                _ => {}
+            }
+            at += 1;
         }
     }
-    Ok(())
+    None
 }
 
-/// Header lines of a head (after the start line), with folded continuation lines joined.
-fn header_lines(head: &str) -> impl Iterator<Item = String> + '_ {
-    let mut lines = head
+/// Calls `f` with each header line of `lines` (the head after the start line), folded
+/// continuation lines joined with one space, empty lines skipped. Only a folded line costs an
+/// allocation.
+fn for_each_header_line(lines: &str, mut f: impl FnMut(&str)) {
+    let mut lines = lines
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .skip(1)
         .peekable();
-    std::iter::from_fn(move || {
-        let mut line = lines.next()?.to_owned();
-        while let Some(next) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
-            line.push(' ');
-            line.push_str(next.trim());
+    let continues = |l: &&str| l.starts_with([' ', '\t']);
+    let mut joined = String::new();
+    while let Some(first) = lines.next() {
+        let line = if lines.peek().is_some_and(continues) {
+            joined.clear();
+            joined.push_str(first);
+            while let Some(next) = lines.next_if(continues) {
+                joined.push(' ');
+                joined.push_str(next.trim());
+            }
+            joined.as_str()
+        } else {
+            first
+        };
+        if !line.is_empty() {
+            f(line);
         }
-        Some(line)
-    })
-    .filter(|l| !l.is_empty())
+    }
+}
+
+/// The head after its start line.
+fn after_start_line(head: &str) -> &str {
+    head.split_once('\n').map_or("", |(_, rest)| rest)
+}
+
+/// Checks one Content-Length value against those seen before (`found`).
+fn note_content_length(value: &str, found: &mut Option<usize>) -> Result<(), ParseError> {
+    let value = value.trim();
+    let invalid = || ParseError::InvalidContentLength {
+        value: truncate(value, 40),
+    };
+    if value.is_empty() || value.len() > 9 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let length = value.parse().map_err(|_| invalid())?;
+    match found {
+        Some(previous) if *previous != length => Err(invalid()),
+        _ => {
+            *found = Some(length);
+            Ok(())
+        }
+    }
 }
 
 /// The Content-Length of a head, `Ok(None)` if absent. Compact `l` counts.
 pub(crate) fn content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
     let head = String::from_utf8_lossy(head);
-    let mut found: Option<(usize, String)> = None;
-    for line in header_lines(&head) {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
+    let mut found = None;
+    let mut error = None;
+    for_each_header_line(after_start_line(&head), |line| {
+        if error.is_none()
+            && let Some((name, value)) = line.split_once(':')
+            && known_name(name.trim()) == Some("Content-Length")
+            && let Err(e) = note_content_length(value, &mut found)
+        {
+            error = Some(e);
+        }
+    });
+    error.map_or(Ok(found), Err)
+}
+
+/// What the header lines of a head say.
+struct HeaderLines {
+    headers: Headers,
+    /// The Content-Length, or why it is invalid.
+    length: Result<Option<usize>, ParseError>,
+    /// The first line that is not `name: value`.
+    bad_line: Option<ParseError>,
+}
+
+/// Parses the header lines in one pass; Content-Length is checked on every line, even past a
+/// bad one, because its errors are reported first (it frames the message).
+fn parse_headers(lines: &str) -> HeaderLines {
+    let mut headers = Headers::with_capacity(16);
+    let mut length = Ok(None);
+    let mut bad_line = None;
+    for_each_header_line(lines, |line| {
+        let Some((name, value)) = line
+            .split_once(':')
+            .map(|(name, value)| (name.trim(), value))
+            .filter(|(name, _)| is_token(name))
+        else {
+            bad_line.get_or_insert_with(|| ParseError::InvalidHeaderLine {
+                line: truncate(line, 200),
+            });
+            return;
         };
-        let name = name.trim();
-        if !(name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l")) {
-            continue;
+        match known_name(name) {
+            Some("Content-Length") => {
+                if let Ok(found) = &mut length
+                    && let Err(e) = note_content_length(value, found)
+                {
+                    length = Err(e);
+                }
+            }
+            Some(known) => headers.push_canonical(known.to_owned(), value.trim()),
+            None => headers.push_canonical(name.to_owned(), value.trim()),
         }
-        let value = value.trim();
-        let invalid = || ParseError::InvalidContentLength {
-            value: truncate(value, 40),
-        };
-        if value.is_empty() || value.len() > 9 || !value.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid());
-        }
-        let length = value.parse().map_err(|_| invalid())?;
-        match &found {
-            Some((previous, _)) if *previous != length => return Err(invalid()),
-            _ => found = Some((length, value.to_owned())),
-        }
+    });
+    HeaderLines {
+        headers,
+        length,
+        bad_line,
     }
-    Ok(found.map(|(length, _)| length))
 }
 
 /// Parses one complete message. If Content-Length is present it must match the body exactly;
 /// if absent, everything after the headers is the body.
+///
+/// The checks, in the order their errors are reported: a head end, UTF-8, control
+/// characters, Content-Length (valid, consistent, matching the body), header lines, then the
+/// start line (version, status code, method token, Request-URI).
 pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
-    let head_end = find_head_end(bytes, 0).ok_or(ParseError::MissingHeadEnd)?;
-    let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| ParseError::HeadNotUtf8)?;
-    check_controls(head.as_bytes())?;
-    let body = &bytes[head_end..];
-    if let Some(declared) = content_length(head.as_bytes())?
+    let scan = scan_head(bytes).ok_or(ParseError::MissingHeadEnd)?;
+    let head = std::str::from_utf8(&bytes[..scan.end]).map_err(|_| ParseError::HeadNotUtf8)?;
+    if let Some(at) = scan.control {
+        return Err(ParseError::ControlCharacter {
+            byte: bytes[at],
+            line: 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count(),
+        });
+    }
+    let body = &bytes[scan.end..];
+    let (start, lines) = head.split_once('\n').unwrap_or((head, ""));
+    let start = start.strip_suffix('\r').unwrap_or(start);
+    let parsed = parse_headers(lines);
+    if let Some(declared) = parsed.length?
         && declared != body.len()
     {
         return Err(ParseError::BodyLengthMismatch {
@@ -166,22 +287,10 @@ pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
             actual: body.len(),
         });
     }
-    let start = head.split('\n').next().unwrap_or("");
-    let start = start.strip_suffix('\r').unwrap_or(start);
-    let mut headers = Headers::new();
-    for line in header_lines(head) {
-        let (name, value) = line
-            .split_once(':')
-            .filter(|(name, _)| is_token(name.trim()))
-            .ok_or_else(|| ParseError::InvalidHeaderLine {
-                line: truncate(&line, 200),
-            })?;
-        let name = canonical_name(name.trim());
-        if name != "Content-Length" {
-            headers.push_parsed(&name, value.trim());
-        }
+    if let Some(error) = parsed.bad_line {
+        return Err(error);
     }
-    let body = body.to_vec();
+    let (headers, body) = (parsed.headers, body.to_vec());
     parse_start_line(start).map(|start| match start {
         StartLine::Request { method, uri } => Message::Request(Request {
             method,
@@ -266,15 +375,14 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
 pub(crate) fn salvage_headers(head: &[u8]) -> Headers {
     let head = String::from_utf8_lossy(head);
     let mut headers = Headers::new();
-    for line in header_lines(&head) {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let name = canonical_name(name.trim());
-        if matches!(name.as_str(), "Via" | "From" | "To" | "Call-ID" | "CSeq") {
-            headers.push_parsed(&name, value.trim());
+    for_each_header_line(after_start_line(&head), |line| {
+        if let Some((name, value)) = line.split_once(':') {
+            let name = canonical_name(name.trim());
+            if matches!(name.as_str(), "Via" | "From" | "To" | "Call-ID" | "CSeq") {
+                headers.push_parsed(&name, value.trim());
+            }
         }
-    }
+    });
     headers
 }
 

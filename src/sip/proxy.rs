@@ -149,6 +149,28 @@ impl Proxy {
         }
     }
 
+    /// What the proxy still holds, by kind, leaving out kinds it holds none of: open
+    /// connections, server and client transactions, bindings, timers, queued requests, and
+    /// routes connected, connecting or backing off. Once every connection is closed, every
+    /// route connection attempt answered and every timer has fired, nothing may be left; the
+    /// fuzz checks ([`fuzzcheck`](super::fuzzcheck)) assert it.
+    #[doc(hidden)]
+    pub fn state_left(&self) -> Vec<(&'static str, usize)> {
+        let busy = |r: &&RouteState| r.conn.is_some() || r.connecting || r.retry.is_some();
+        [
+            ("connections", self.conns.len()),
+            ("server_transactions", self.servers.len()),
+            ("client_transactions", self.clients.len()),
+            ("bindings", self.registrar.len()),
+            ("timers", self.timers.len()),
+            ("queued", self.routes.values().map(|r| r.queue.len()).sum()),
+            ("busy_routes", self.routes.values().filter(busy).count()),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+
     /// The next action for the shell, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()

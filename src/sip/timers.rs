@@ -63,7 +63,6 @@ impl<T> TimerQueue<T> {
     }
 
     /// Number of scheduled timers.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.timers.len()
     }
