@@ -7,7 +7,10 @@
 //! timed the same way for reference. Also checks, once, that both parsers accept the message
 //! and that the framer parses a head once while its body trickles in.
 //!
-//! `cargo bench --bench sip_parse` (add `-- --quick` for a short run).
+//! `cargo bench --bench sip_parse` (add `-- --quick` for a short run). For an instruction
+//! count that the machine's load cannot disturb, run one parser alone under callgrind:
+//! `valgrind --tool=callgrind <bench binary> --only ours 10000` (or `rsip`), and subtract a run
+//! with 0 parses.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -89,8 +92,31 @@ fn compare(title: &str, mut sides: [Side; 2], rounds: usize, batch: u32, warm: D
     );
 }
 
+/// `--only ours|rsip N`: N parses by one parser and nothing else, for callgrind.
+fn only(args: &[String]) -> bool {
+    let Some(at) = args.iter().position(|a| a == "--only") else {
+        return false;
+    };
+    let n: u32 = args
+        .get(at + 2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    match args.get(at + 1).map(String::as_str) {
+        Some("ours") => (0..n).for_each(|_| drop(black_box(parse_message(black_box(MESSAGE))))),
+        Some("rsip") => (0..n).for_each(|_| {
+            drop(black_box(rsip::SipMessage::try_from(black_box(MESSAGE))));
+        }),
+        other => panic!("--only ours|rsip, not {other:?}"),
+    }
+    true
+}
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    if only(&args) {
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let (rounds, batch, warm) = if quick {
         (5, 20_000, Duration::from_millis(200))
     } else {

@@ -7,6 +7,7 @@
 //! names get their canonical spelling, so lookups and serialisation never see `v` or `VIA`.
 //! The typed views parse on demand; they are cheap and keep the stored message faithful.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::method::Method;
@@ -15,8 +16,9 @@ use super::uri::{Uri, UriError, truncate};
 /// One header field: canonical name and raw value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// Canonical name (`Call-ID`, `Via`, …), or the name as received if unknown.
-    pub name: String,
+    /// Canonical name (`Call-ID`, `Via`, …), or the name as received if unknown. Borrowed
+    /// for known names, so parsing a message allocates no header names.
+    pub name: Cow<'static, str>,
     /// The value, without surrounding whitespace.
     pub value: String,
 }
@@ -119,13 +121,14 @@ fn known_names(len: usize) -> &'static [&'static str] {
     }
 }
 
-/// Headers whose comma-separated values are split into separate entries on parse, because the
-/// proxy acts on individual values (top Via, each Contact, each Route).
-const SPLIT_ON_PARSE: &[&str] = &["Via", "Contact", "Route", "Record-Route"];
-
 /// The canonical form of a header name: compact forms expanded, known names re-cased.
 pub fn canonical_name(name: &str) -> String {
-    known_name(name).map_or_else(|| name.to_owned(), str::to_owned)
+    canonical(name).into_owned()
+}
+
+/// [`canonical_name`], borrowed from the tables when the name is known.
+fn canonical(name: &str) -> Cow<'static, str> {
+    known_name(name).map_or_else(|| Cow::Owned(name.to_owned()), Cow::Borrowed)
 }
 
 /// The canonical spelling of a compact or well-known name; `None` for other names.
@@ -136,19 +139,52 @@ pub(crate) fn known_name(name: &str) -> Option<&'static str> {
             .find(|(c, _)| c.as_bytes()[0] == letter.to_ascii_lowercase())
             .map(|(_, full)| *full);
     }
-    known_names(name.len())
+    let candidates = known_names(name.len());
+    // Names nearly always arrive in their canonical spelling: compare exactly first (no two
+    // known names differ only in case, so this finds the same one).
+    if let Some(exact) = candidates.iter().find(|k| **k == name) {
+        return Some(exact);
+    }
+    candidates
         .iter()
         .find(|k| k.eq_ignore_ascii_case(name))
         .copied()
 }
 
+/// [`str::trim`], faster where it matters: header names and values nearly always end in
+/// ASCII, so ASCII whitespace is trimmed bytewise and the Unicode-aware trim runs only when an
+/// end is not ASCII (or is VT, which `trim_ascii` keeps and `trim` does not).
+pub(crate) fn trim(s: &str) -> &str {
+    let ascii = s.trim_ascii();
+    let plain = |b: Option<&u8>| b.is_none_or(|&b| b.is_ascii() && b != 0x0b);
+    if plain(ascii.as_bytes().first()) && plain(ascii.as_bytes().last()) {
+        ascii
+    } else {
+        s.trim()
+    }
+}
+
 /// Whether `name` is a syntactically valid header name (an RFC 3261 token).
 pub(crate) fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| TOKEN[usize::from(b)])
 }
+
+/// Which bytes a token may hold (RFC 3261 §25.1): alphanumerics and `-.!%*_+`'~`, as a table
+/// (this is on the parser's path).
+const TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 impl Headers {
     /// No headers.
@@ -185,7 +221,7 @@ impl Headers {
 
     /// All values of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
-        let name = canonical_name(name);
+        let name = canonical(name);
         self.entries
             .iter()
             .filter(move |h| h.name.eq_ignore_ascii_case(&name))
@@ -200,7 +236,7 @@ impl Headers {
     /// Appends a field.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
         self.entries.push(Header {
-            name: canonical_name(name),
+            name: canonical(name),
             value: value.into(),
         });
     }
@@ -208,7 +244,7 @@ impl Headers {
     /// Inserts a field before the first existing field of that name (or at the top if there is
     /// none): this is how a proxy adds its Via.
     pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
-        let name = canonical_name(name);
+        let name = canonical(name);
         let at = self
             .entries
             .iter()
@@ -225,7 +261,7 @@ impl Headers {
 
     /// Replaces all fields of `name` by one field holding `value` (in the first one's place).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        let name = canonical_name(name);
+        let name = canonical(name);
         match self
             .entries
             .iter()
@@ -248,7 +284,7 @@ impl Headers {
 
     /// Removes and returns the first value of `name`.
     pub fn remove_first(&mut self, name: &str) -> Option<String> {
-        let name = canonical_name(name);
+        let name = canonical(name);
         let at = self
             .entries
             .iter()
@@ -258,30 +294,40 @@ impl Headers {
 
     /// Removes every field of `name`.
     pub fn remove_all(&mut self, name: &str) {
-        let name = canonical_name(name);
+        let name = canonical(name);
         self.entries.retain(|h| !h.name.eq_ignore_ascii_case(&name));
     }
 
     /// Adds a parsed header line, splitting list-valued headers into one entry per value.
     pub(crate) fn push_parsed(&mut self, name: &str, value: &str) {
-        self.push_canonical(canonical_name(name), value);
+        self.push_canonical(canonical(name), value);
     }
 
-    /// [`Headers::push_parsed`] for a name already in canonical form.
-    pub(crate) fn push_canonical(&mut self, name: String, value: &str) {
-        if SPLIT_ON_PARSE.contains(&name.as_str()) {
+    /// [`Headers::push_parsed`] for a name already in canonical form. Via, Contact, Route and
+    /// Record-Route are split at commas into one entry per value, because the proxy acts on
+    /// individual values (top Via, each Contact, each Route).
+    pub(crate) fn push_canonical(&mut self, name: Cow<'static, str>, value: &str) {
+        let value = if !matches!(&*name, "Via" | "Contact" | "Route" | "Record-Route") {
+            value
+        } else if value.contains(',') {
             for part in split_list(value) {
                 self.entries.push(Header {
                     name: name.clone(),
                     value: part.to_owned(),
                 });
             }
+            return;
         } else {
-            self.entries.push(Header {
-                name,
-                value: value.to_owned(),
-            });
-        }
+            // One value: what split_list would give, without its allocations.
+            match trim(value) {
+                "" => return,
+                value => value,
+            }
+        };
+        self.entries.push(Header {
+            name,
+            value: value.to_owned(),
+        });
     }
 
     /// The Call-ID.
@@ -643,13 +689,45 @@ mod tests {
         assert_eq!(h.get("call-id"), Some("abc"));
         assert_eq!(h.get("I"), Some("abc"));
         assert_eq!(h.get_all("v").count(), 2);
-        assert_eq!(h.iter().next().map(|h| h.name.as_str()), Some("Call-ID"));
+        assert_eq!(h.iter().next().map(|h| h.name.as_ref()), Some("Call-ID"));
         let contacts: Vec<_> = h.get_all("Contact").collect();
         assert_eq!(
             contacts,
             ["\"Doe, John\" <sip:j@x.example>", "<sip:k@y.example>"]
         );
         assert_eq!(h.top_via().unwrap().branch(), Some("z9hG4bK1"));
+    }
+
+    #[test]
+    fn tokens() {
+        let all: String = (0u8..=127)
+            .map(char::from)
+            .filter(|c| is_token(&c.to_string()))
+            .collect();
+        assert_eq!(
+            all,
+            "!%'*+-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_`abcdefghijklmnopqrstuvwxyz~"
+        );
+        assert!(!is_token("") && !is_token("a b") && !is_token("é") && is_token("X-Y.z"));
+    }
+
+    #[test]
+    fn trim_is_str_trim() {
+        for s in [
+            "",
+            " ",
+            "a",
+            " a b\t",
+            "\u{a0}x\u{a0}",
+            " \u{2003}x",
+            "x\u{85}",
+            "\x0bx\x0b",
+            "\x1cx",
+            "\r\n é ",
+            "€",
+        ] {
+            assert_eq!(trim(s), s.trim(), "{s:?}");
+        }
     }
 
     #[test]

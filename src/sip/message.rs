@@ -79,7 +79,7 @@ impl Response {
         let mut response = Response::new(status);
         for header in request.headers.iter() {
             if matches!(
-                header.name.as_str(),
+                header.name.as_ref(),
                 "Via" | "From" | "To" | "Call-ID" | "CSeq"
             ) {
                 response.headers.push(&header.name, header.value.clone());
@@ -160,7 +160,7 @@ fn serialize(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + body.len());
     line(&mut out, &[start]);
     for header in headers.iter().filter(|h| h.name != "Content-Length") {
-        line(&mut out, &[&header.name, ": ", &header.value]);
+        line(&mut out, &[header.name.as_ref(), ": ", &header.value]);
     }
     out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
     out.extend_from_slice(body);

@@ -9,7 +9,9 @@
 //! 416) when the message could be delimited. Delimiting on a stream is the
 //! [`Framer`](super::Framer)'s job; this module only sees whole messages.
 
-use super::header::{Headers, canonical_name, is_token, known_name};
+use std::borrow::Cow;
+
+use super::header::{Headers, canonical_name, is_token, known_name, trim};
 use super::message::{Message, Request, Response};
 use super::method::Method;
 use super::uri::{Uri, UriError, truncate};
@@ -94,54 +96,80 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     }
 }
 
+/// Line ends [`scan_head`] remembers; a head with more lines is split again by searching.
+const MAX_LINES: usize = 48;
+
 /// What one pass over the start of a message finds.
 struct HeadScan {
     /// Just past the `\r\n\r\n` ending the head.
     end: usize,
     /// The first control character before it that is not HTAB, LF or the CR of a CRLF.
     control: Option<usize>,
+    /// Where its LFs are, if there are at most [`MAX_LINES`] of them.
+    lfs: [usize; MAX_LINES],
+    /// How many LFs it has (more than `MAX_LINES`: only the first ones are in `lfs`).
+    lf_count: usize,
+}
+
+impl HeadScan {
+    /// The LFs of the head, if all were remembered.
+    fn lfs(&self) -> Option<&[usize]> {
+        self.lfs.get(..self.lf_count)
+    }
+}
+
+/// The bytes of `word` below 0x20 or equal to DEL, as the high bit of each such byte. Exact
+/// per byte: no carry crosses from one byte into the next.
+fn control_bytes(word: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let at_least_space = ((word & LOW7) + 0x6060_6060_6060_6060) | word;
+    let not_del = (((word ^ LOW7) & LOW7) + LOW7) | word;
+    (!at_least_space | !not_del) & HIGHS
 }
 
 /// Finds the end of the head and its first stray control character in one pass, eight bytes at
-/// a time where a word holds no byte below 0x20 and no DEL (most of a head: only line ends
-/// stop it).
+/// a time, looking closer only at the control bytes of each word (in a head: line ends).
 fn scan_head(bytes: &[u8]) -> Option<HeadScan> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut control = None;
+    let (mut lfs, mut lf_count) = ([0; MAX_LINES], 0);
     let mut at = 0;
     while at < bytes.len() {
-        if let Some(word) = bytes
-            .get(at..at + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            .map(u64::from_le_bytes)
-        {
-            let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-            let del = word ^ (ONES * 0x7f);
-            let is_del = del.wrapping_sub(ONES) & !del & HIGHS;
-            if below_space | is_del == 0 {
-                at += 8;
-                continue;
+        let (mut mask, width) = match bytes.get(at..at + 8) {
+            Some(word) => {
+                let word = u64::from_le_bytes(<[u8; 8]>::try_from(word).ok()?);
+                (control_bytes(word), 8)
             }
-        }
-        for _ in 0..8 {
-            let &byte = bytes.get(at)?;
-            match byte {
-                b'\n' if at >= 3 && bytes[at - 3..at] == *b"\r\n\r" => {
-                    return Some(HeadScan {
-                        end: at + 1,
-                        control,
-                    });
+            // The tail, byte by byte: every byte gets a look.
+            None => (0x80, 1),
+        };
+        while mask != 0 {
+            let i = at + (mask.trailing_zeros() / 8) as usize;
+            mask &= mask - 1;
+            match bytes[i] {
+                b'\n' => {
+                    if let Some(slot) = lfs.get_mut(lf_count) {
+                        *slot = i;
+                    }
+                    lf_count += 1;
+                    if i >= 3 && bytes[i - 3..i] == *b"\r\n\r" {
+                        return Some(HeadScan {
+                            end: i + 1,
+                            control,
+                            lfs,
+                            lf_count,
+                        });
+                    }
                 }
-                b'\n' | b'\t' => {}
-                b'\r' if bytes.get(at + 1) == Some(&b'\n') => {}
+                b'\t' => {}
+                b'\r' if bytes.get(i + 1) == Some(&b'\n') => {}
                 0..0x20 | 0x7f => {
-                    control.get_or_insert(at);
+                    control.get_or_insert(i);
                 }
                 _ => {}
             }
-            at += 1;
         }
+        at += width;
     }
     None
 }
@@ -149,11 +177,13 @@ fn scan_head(bytes: &[u8]) -> Option<HeadScan> {
 /// Calls `f` with each header line of `lines` (the head after the start line), folded
 /// continuation lines joined with one space, empty lines skipped. Only a folded line costs an
 /// allocation.
-fn for_each_header_line(lines: &str, mut f: impl FnMut(&str)) {
-    let mut lines = lines
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .peekable();
+fn for_each_header_line(lines: &str, f: impl FnMut(&str)) {
+    for_each_folded(lines.split('\n'), f);
+}
+
+/// [`for_each_header_line`] over raw lines (split at LF, a CR before it still there).
+fn for_each_folded<'a>(lines: impl Iterator<Item = &'a str>, mut f: impl FnMut(&str)) {
+    let mut lines = lines.map(|l| l.strip_suffix('\r').unwrap_or(l)).peekable();
     let continues = |l: &&str| l.starts_with([' ', '\t']);
     let mut joined = String::new();
     while let Some(first) = lines.next() {
@@ -162,7 +192,7 @@ fn for_each_header_line(lines: &str, mut f: impl FnMut(&str)) {
             joined.push_str(first);
             while let Some(next) = lines.next_if(continues) {
                 joined.push(' ');
-                joined.push_str(next.trim());
+                joined.push_str(trim(next));
             }
             joined.as_str()
         } else {
@@ -181,7 +211,7 @@ fn after_start_line(head: &str) -> &str {
 
 /// Checks one Content-Length value against those seen before (`found`).
 fn note_content_length(value: &str, found: &mut Option<usize>) -> Result<(), ParseError> {
-    let value = value.trim();
+    let value = trim(value);
     let invalid = || ParseError::InvalidContentLength {
         value: truncate(value, 40),
     };
@@ -206,7 +236,7 @@ pub(crate) fn content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
     for_each_header_line(after_start_line(&head), |line| {
         if error.is_none()
             && let Some((name, value)) = line.split_once(':')
-            && known_name(name.trim()) == Some("Content-Length")
+            && known_name(trim(name)) == Some("Content-Length")
             && let Err(e) = note_content_length(value, &mut found)
         {
             error = Some(e);
@@ -226,14 +256,16 @@ struct HeaderLines {
 
 /// Parses the header lines in one pass; Content-Length is checked on every line, even past a
 /// bad one, because its errors are reported first (it frames the message).
-fn parse_headers(lines: &str) -> HeaderLines {
+fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> HeaderLines {
     let mut headers = Headers::with_capacity(16);
     let mut length = Ok(None);
     let mut bad_line = None;
-    for_each_header_line(lines, |line| {
+    for_each_folded(lines, |line| {
+        // A plain loop: names are short, searching them costs more than reading them.
         let Some((name, value)) = line
-            .split_once(':')
-            .map(|(name, value)| (name.trim(), value))
+            .bytes()
+            .position(|b| b == b':')
+            .map(|colon| (trim(&line[..colon]), &line[colon + 1..]))
             .filter(|(name, _)| is_token(name))
         else {
             bad_line.get_or_insert_with(|| ParseError::InvalidHeaderLine {
@@ -249,8 +281,8 @@ fn parse_headers(lines: &str) -> HeaderLines {
                     length = Err(e);
                 }
             }
-            Some(known) => headers.push_canonical(known.to_owned(), value.trim()),
-            None => headers.push_canonical(name.to_owned(), value.trim()),
+            Some(known) => headers.push_canonical(Cow::Borrowed(known), trim(value)),
+            None => headers.push_canonical(Cow::Owned(name.to_owned()), trim(value)),
         }
     });
     HeaderLines {
@@ -276,9 +308,18 @@ pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
         });
     }
     let body = &bytes[scan.end..];
-    let (start, lines) = head.split_once('\n').unwrap_or((head, ""));
+    let (start, parsed) = match scan.lfs() {
+        // The lines between the LFs the scan saw, without searching for them again.
+        Some(lfs @ [first, ..]) => (
+            &head[..*first],
+            parse_headers(lfs.windows(2).map(|w| &head[w[0] + 1..w[1]])),
+        ),
+        _ => {
+            let (start, lines) = head.split_once('\n').unwrap_or((head, ""));
+            (start, parse_headers(lines.split('\n')))
+        }
+    };
     let start = start.strip_suffix('\r').unwrap_or(start);
-    let parsed = parse_headers(lines);
     if let Some(declared) = parsed.length?
         && declared != body.len()
     {
@@ -532,6 +573,24 @@ mod tests {
                 line: 2
             })
         );
+    }
+
+    #[test]
+    fn control_bytes_flags_exactly_the_control_bytes_of_a_word() {
+        for b in 0..=255u8 {
+            for (other, at) in [(b'a', 0), (0u8, 3), (0xff, 7), (0x7f, 5), (b' ', 1)] {
+                let mut bytes = [other; 8];
+                bytes[at] = b;
+                let expected = bytes.iter().enumerate().fold(0u64, |mask, (i, &x)| {
+                    mask | (u64::from(x < 0x20 || x == 0x7f) << (8 * i + 7))
+                });
+                assert_eq!(
+                    control_bytes(u64::from_le_bytes(bytes)),
+                    expected,
+                    "{bytes:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -229,8 +229,15 @@ impl Shell {
                 Err(error) => error.head().to_vec(),
             };
             if !looks_like_response(&head) {
-                let key = key_of(&salvage_headers(&head));
-                *self.allowance.entry(key).or_default() += 1;
+                // The proxy answers from the salvaged headers; name the transaction as its
+                // answer will be named, after serialising (which blanks control characters).
+                let mut answer = Response::new(400);
+                answer.headers = salvage_headers(&head);
+                let headers = match parse_message(&answer.to_bytes()) {
+                    Ok(message) => message.headers().clone(),
+                    Err(_) => answer.headers,
+                };
+                *self.allowance.entry(key_of(&headers)).or_default() += 1;
             }
         }
     }
