@@ -9,13 +9,16 @@
 //!
 //! `cargo bench --bench sip_parse` (add `-- --quick` for a short run). For an instruction
 //! count that the machine's load cannot disturb, run one parser alone under callgrind:
-//! `valgrind --tool=callgrind <bench binary> --only ours 10000` (or `rsip`), and subtract a run
-//! with 0 parses.
+//! `valgrind --tool=callgrind <bench binary> --only ours 10000` (or `rsip`, or `before`: the
+//! parser this one replaced), and subtract a run with 0 parses.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use lcs_sim::clock::monotonic_now;
+// The parser before issue 10, kept as the fuzzers' reference (it also checks for control
+// characters, which the old one did not: one more pass over the head).
+use lcs_sim::sip::fuzzcheck::reference::parse_message as before;
 use lcs_sim::sip::{Frame, Framer, Message, parse_message};
 
 /// A MESSAGE as a Windows Messenger client would send it through the proxy: two Vias, display
@@ -92,7 +95,7 @@ fn compare(title: &str, mut sides: [Side; 2], rounds: usize, batch: u32, warm: D
     );
 }
 
-/// `--only ours|rsip N`: N parses by one parser and nothing else, for callgrind.
+/// `--only ours|rsip|before N`: N parses by one parser and nothing else, for callgrind.
 fn only(args: &[String]) -> bool {
     let Some(at) = args.iter().position(|a| a == "--only") else {
         return false;
@@ -106,7 +109,8 @@ fn only(args: &[String]) -> bool {
         Some("rsip") => (0..n).for_each(|_| {
             drop(black_box(rsip::SipMessage::try_from(black_box(MESSAGE))));
         }),
-        other => panic!("--only ours|rsip, not {other:?}"),
+        Some("before") => (0..n).for_each(|_| drop(black_box(before(black_box(MESSAGE))))),
+        other => panic!("--only ours|rsip|before, not {other:?}"),
     }
     true
 }
@@ -137,6 +141,25 @@ fn main() {
             Side {
                 name: "lcs_sim parse_message",
                 run: Box::new(|| drop(black_box(parse_message(black_box(MESSAGE))))),
+                samples: Vec::new(),
+            },
+            Side {
+                name: "rsip SipMessage",
+                run: Box::new(|| drop(black_box(rsip::SipMessage::try_from(black_box(MESSAGE))))),
+                samples: Vec::new(),
+            },
+        ],
+        rounds,
+        batch,
+        warm,
+    );
+
+    compare(
+        "parse, before (the reference parser)",
+        [
+            Side {
+                name: "reference parser",
+                run: Box::new(|| drop(black_box(before(black_box(MESSAGE))))),
                 samples: Vec::new(),
             },
             Side {

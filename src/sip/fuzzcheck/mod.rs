@@ -20,7 +20,7 @@
 //! integration test.
 
 mod proxy;
-mod reference;
+pub mod reference;
 
 pub use proxy::proxy;
 
