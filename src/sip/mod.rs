@@ -30,6 +30,7 @@ pub mod fuzzcheck;
 mod header;
 mod message;
 mod method;
+mod names;
 mod parse;
 mod proxy;
 mod registrar;
@@ -43,11 +44,11 @@ pub use builder::{RequestIds, UserAgent};
 pub use config::{ProxyConfig, RouteId, StaticRoute};
 pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, Frame, FrameError, Framer, PING, PONG};
 pub use header::{
-    BRANCH_COOKIE, CSeq, Header, HeaderError, Headers, NameAddr, Params, Via, canonical_name,
-    split_list,
+    BRANCH_COOKIE, CSeq, Header, HeaderError, Headers, NameAddr, Params, Via, split_list,
 };
 pub use message::{Message, Request, Response, reason_phrase};
 pub use method::Method;
+pub use names::canonical_name;
 pub use parse::{ParseError, parse_message};
 pub use proxy::{Proxy, ProxyStats};
 pub use uri::{Uri, UriError};

@@ -11,9 +11,10 @@
 
 use std::borrow::Cow;
 
-use super::header::{Headers, canonical_name, is_token, known_name, trim};
+use super::header::Headers;
 use super::message::{Message, Request, Response};
 use super::method::Method;
+use super::names::{canonical_name, is_token, known_name, trim};
 use super::uri::{Uri, UriError, truncate};
 
 /// Why bytes are not a SIP message.

@@ -5,9 +5,10 @@
 //!
 //! Do not optimise this file: its value is that it is simple.
 
-use crate::sip::header::{Headers, canonical_name, is_token};
+use crate::sip::header::Headers;
 use crate::sip::message::{Message, Request, Response};
 use crate::sip::method::Method;
+use crate::sip::names::{canonical_name, is_token};
 use crate::sip::parse::{ParseError, looks_like_response};
 use crate::sip::uri::{Uri, truncate};
 
