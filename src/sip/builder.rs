@@ -7,7 +7,8 @@
 //! are built with [`Response::for_request`](super::Response::for_request).
 
 use super::header::{BRANCH_COOKIE, NameAddr, Via};
-use super::message::{Method, Request};
+use super::message::Request;
+use super::method::Method;
 use super::uri::Uri;
 
 /// The identifiers of one new client transaction. Fresh per request (the Call-ID and From tag

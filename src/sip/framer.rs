@@ -73,6 +73,11 @@ pub struct Framer {
     max_message_size: usize,
     /// Where to resume searching for the end of headers (bytes before it were searched).
     scanned: usize,
+    /// The length of the message at the front once its head has been parsed and only body
+    /// bytes are missing, so the head is not parsed again on every `pop`.
+    expected: Option<usize>,
+    /// Heads parsed for their Content-Length (once per message).
+    heads_parsed: u64,
     failed: bool,
 }
 
@@ -89,6 +94,8 @@ impl Framer {
             buf: Vec::new(),
             max_message_size,
             scanned: 0,
+            expected: None,
+            heads_parsed: 0,
             failed: false,
         }
     }
@@ -105,6 +112,13 @@ impl Framer {
         self.buf.len()
     }
 
+    /// How many message heads were parsed for their Content-Length: one per message, however
+    /// the bytes arrive.
+    #[doc(hidden)]
+    pub fn heads_parsed(&self) -> u64 {
+        self.heads_parsed
+    }
+
     /// Whether a [`FrameError`] was returned; the framer then yields nothing more.
     pub fn is_failed(&self) -> bool {
         self.failed
@@ -114,6 +128,9 @@ impl Framer {
     pub fn pop(&mut self) -> Option<Result<Frame, FrameError>> {
         if self.failed {
             return None;
+        }
+        if let Some(total) = self.expected {
+            return (self.buf.len() >= total).then(|| Ok(self.take_message(total)));
         }
         loop {
             if self.buf.starts_with(PING) {
@@ -141,6 +158,7 @@ impl Framer {
             return None;
         };
         let head = &self.buf[..head_end];
+        self.heads_parsed += 1;
         let error = match super::parse::content_length(head) {
             _ if head_end > limit => FrameError::TooLarge {
                 limit,
@@ -153,13 +171,10 @@ impl Framer {
             Ok(Some(length)) => {
                 let total = head_end + length;
                 if self.buf.len() < total {
-                    // The body is on its way; resume the head search right at this head's end.
-                    self.scanned = head_end - 1;
+                    self.expected = Some(total); // the body is on its way
                     return None;
                 }
-                let message = self.buf[..total].to_vec();
-                self.consume(total);
-                return Some(Ok(Frame::Message(message)));
+                return Some(Ok(self.take_message(total)));
             }
             Ok(None) => FrameError::MissingContentLength {
                 head: head.to_vec(),
@@ -175,9 +190,16 @@ impl Framer {
         Some(Err(self.fail(error)))
     }
 
+    fn take_message(&mut self, total: usize) -> Frame {
+        let message = self.buf[..total].to_vec();
+        self.consume(total);
+        Frame::Message(message)
+    }
+
     fn consume(&mut self, n: usize) {
         self.buf.drain(..n);
         self.scanned = 0;
+        self.expected = None;
     }
 
     fn fail(&mut self, error: FrameError) -> FrameError {
@@ -229,6 +251,24 @@ mod tests {
         assert_eq!(f.pop(), None);
         f.push(&MSG[MSG.len() - 1..]);
         assert_eq!(f.pop(), Some(Ok(Frame::Message(MSG.to_vec()))));
+    }
+
+    #[test]
+    fn a_head_is_parsed_once_while_its_body_trickles_in() {
+        let mut f = Framer::default();
+        let mut popped = Vec::new();
+        for byte in MSG.iter().chain(MSG) {
+            f.push(std::slice::from_ref(byte));
+            popped.extend(f.pop());
+        }
+        assert_eq!(
+            popped,
+            [
+                Ok(Frame::Message(MSG.to_vec())),
+                Ok(Frame::Message(MSG.to_vec()))
+            ]
+        );
+        assert_eq!(f.heads_parsed(), 2);
     }
 
     #[test]

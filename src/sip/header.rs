@@ -7,16 +7,20 @@
 //! names get their canonical spelling, so lookups and serialisation never see `v` or `VIA`.
 //! The typed views parse on demand; they are cheap and keep the stored message faithful.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use super::message::Method;
+use super::names::{canonical, is_token, trim};
+
+use super::method::Method;
 use super::uri::{Uri, UriError, truncate};
 
 /// One header field: canonical name and raw value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// Canonical name (`Call-ID`, `Via`, …), or the name as received if unknown.
-    pub name: String,
+    /// Canonical name (`Call-ID`, `Via`, …), or the name as received if unknown. Borrowed
+    /// for known names, so parsing a message allocates no header names.
+    pub name: Cow<'static, str>,
     /// The value, without surrounding whitespace.
     pub value: String,
 }
@@ -58,108 +62,17 @@ pub enum HeaderError {
     },
 }
 
-/// Compact forms (RFC 3261 §7.3.3 and later extensions) and their full names.
-const COMPACT: &[(&str, &str)] = &[
-    ("a", "Accept-Contact"),
-    ("b", "Referred-By"),
-    ("c", "Content-Type"),
-    ("d", "Request-Disposition"),
-    ("e", "Content-Encoding"),
-    ("f", "From"),
-    ("i", "Call-ID"),
-    ("j", "Reject-Contact"),
-    ("k", "Supported"),
-    ("l", "Content-Length"),
-    ("m", "Contact"),
-    ("o", "Event"),
-    ("r", "Refer-To"),
-    ("s", "Subject"),
-    ("t", "To"),
-    ("u", "Allow-Events"),
-    ("v", "Via"),
-    ("x", "Session-Expires"),
-    ("y", "Identity"),
-];
-
-/// Canonical spellings of well-known header names.
-const KNOWN: &[&str] = &[
-    "Accept",
-    "Accept-Encoding",
-    "Accept-Language",
-    "Alert-Info",
-    "Allow",
-    "Allow-Events",
-    "Authentication-Info",
-    "Authorization",
-    "Call-ID",
-    "Call-Info",
-    "Contact",
-    "Content-Disposition",
-    "Content-Encoding",
-    "Content-Language",
-    "Content-Length",
-    "Content-Type",
-    "CSeq",
-    "Date",
-    "Error-Info",
-    "Event",
-    "Expires",
-    "From",
-    "In-Reply-To",
-    "Max-Forwards",
-    "Min-Expires",
-    "MIME-Version",
-    "Organization",
-    "Priority",
-    "Proxy-Authenticate",
-    "Proxy-Authorization",
-    "Proxy-Require",
-    "Record-Route",
-    "Reply-To",
-    "Require",
-    "Retry-After",
-    "Route",
-    "Server",
-    "Subject",
-    "Supported",
-    "Timestamp",
-    "To",
-    "Unsupported",
-    "User-Agent",
-    "Via",
-    "Warning",
-    "WWW-Authenticate",
-];
-
-/// Headers whose comma-separated values are split into separate entries on parse, because the
-/// proxy acts on individual values (top Via, each Contact, each Route).
-const SPLIT_ON_PARSE: &[&str] = &["Via", "Contact", "Route", "Record-Route"];
-
-/// The canonical form of a header name: compact forms expanded, known names re-cased.
-pub fn canonical_name(name: &str) -> String {
-    if name.len() == 1
-        && let Some((_, full)) = COMPACT.iter().find(|(c, _)| c.eq_ignore_ascii_case(name))
-    {
-        return (*full).to_owned();
-    }
-    KNOWN
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(name))
-        .map_or_else(|| name.to_owned(), |k| (*k).to_owned())
-}
-
-/// Whether `name` is a syntactically valid header name (an RFC 3261 token).
-pub(crate) fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
-}
-
 impl Headers {
     /// No headers.
     pub fn new() -> Headers {
         Headers::default()
+    }
+
+    /// No headers, with room for `capacity` without reallocating.
+    pub(crate) fn with_capacity(capacity: usize) -> Headers {
+        Headers {
+            entries: Vec::with_capacity(capacity),
+        }
     }
 
     /// Number of header fields (each value of a split list counts once).
@@ -184,7 +97,7 @@ impl Headers {
 
     /// All values of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
-        let name = canonical_name(name);
+        let name = canonical(name);
         self.entries
             .iter()
             .filter(move |h| h.name.eq_ignore_ascii_case(&name))
@@ -199,7 +112,7 @@ impl Headers {
     /// Appends a field.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
         self.entries.push(Header {
-            name: canonical_name(name),
+            name: canonical(name),
             value: value.into(),
         });
     }
@@ -207,7 +120,7 @@ impl Headers {
     /// Inserts a field before the first existing field of that name (or at the top if there is
     /// none): this is how a proxy adds its Via.
     pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
-        let name = canonical_name(name);
+        let name = canonical(name);
         let at = self
             .entries
             .iter()
@@ -224,7 +137,7 @@ impl Headers {
 
     /// Replaces all fields of `name` by one field holding `value` (in the first one's place).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        let name = canonical_name(name);
+        let name = canonical(name);
         match self
             .entries
             .iter()
@@ -247,7 +160,7 @@ impl Headers {
 
     /// Removes and returns the first value of `name`.
     pub fn remove_first(&mut self, name: &str) -> Option<String> {
-        let name = canonical_name(name);
+        let name = canonical(name);
         let at = self
             .entries
             .iter()
@@ -257,26 +170,40 @@ impl Headers {
 
     /// Removes every field of `name`.
     pub fn remove_all(&mut self, name: &str) {
-        let name = canonical_name(name);
+        let name = canonical(name);
         self.entries.retain(|h| !h.name.eq_ignore_ascii_case(&name));
     }
 
     /// Adds a parsed header line, splitting list-valued headers into one entry per value.
     pub(crate) fn push_parsed(&mut self, name: &str, value: &str) {
-        let name = canonical_name(name);
-        if SPLIT_ON_PARSE.contains(&name.as_str()) {
+        self.push_canonical(canonical(name), value);
+    }
+
+    /// [`Headers::push_parsed`] for a name already in canonical form. Via, Contact, Route and
+    /// Record-Route are split at commas into one entry per value, because the proxy acts on
+    /// individual values (top Via, each Contact, each Route).
+    pub(crate) fn push_canonical(&mut self, name: Cow<'static, str>, value: &str) {
+        let value = if !matches!(&*name, "Via" | "Contact" | "Route" | "Record-Route") {
+            value
+        } else if value.contains(',') {
             for part in split_list(value) {
                 self.entries.push(Header {
                     name: name.clone(),
                     value: part.to_owned(),
                 });
             }
+            return;
         } else {
-            self.entries.push(Header {
-                name,
-                value: value.to_owned(),
-            });
-        }
+            // One value: what split_list would give, without its allocations.
+            match trim(value) {
+                "" => return,
+                value => value,
+            }
+        };
+        self.entries.push(Header {
+            name,
+            value: value.to_owned(),
+        });
     }
 
     /// The Call-ID.
@@ -638,7 +565,7 @@ mod tests {
         assert_eq!(h.get("call-id"), Some("abc"));
         assert_eq!(h.get("I"), Some("abc"));
         assert_eq!(h.get_all("v").count(), 2);
-        assert_eq!(h.iter().next().map(|h| h.name.as_str()), Some("Call-ID"));
+        assert_eq!(h.iter().next().map(|h| h.name.as_ref()), Some("Call-ID"));
         let contacts: Vec<_> = h.get_all("Contact").collect();
         assert_eq!(
             contacts,

@@ -1,77 +1,13 @@
-//! The SIP message model (requests, responses, methods) and its wire serialisation.
+//! The SIP message model (requests, responses) and its wire serialisation.
 //!
 //! `Content-Length` is not stored in [`Headers`]: it describes framing, not content, so it is
 //! always derived from the body when serialising and stripped when parsing. That makes
 //! `parse(serialize(m)) == m` hold and makes a wrong length impossible to send.
 
-use std::fmt;
-
 use super::header::Headers;
+// Re-exported for the modules that import it from here (`transaction`).
+pub(crate) use super::method::Method;
 use super::uri::Uri;
-
-/// A SIP method. The methods this crate knows have variants; others are kept as written.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Method {
-    /// REGISTER (RFC 3261).
-    Register,
-    /// MESSAGE (RFC 3428).
-    Message,
-    /// OPTIONS (RFC 3261).
-    Options,
-    /// INVITE (RFC 3261).
-    Invite,
-    /// ACK (RFC 3261).
-    Ack,
-    /// BYE (RFC 3261).
-    Bye,
-    /// CANCEL (RFC 3261).
-    Cancel,
-    /// SUBSCRIBE (RFC 6665).
-    Subscribe,
-    /// NOTIFY (RFC 6665).
-    Notify,
-    /// Any other method token (case-sensitive, as SIP methods are).
-    Other(String),
-}
-
-const NAMED: &[(&str, Method)] = &[
-    ("REGISTER", Method::Register),
-    ("MESSAGE", Method::Message),
-    ("OPTIONS", Method::Options),
-    ("INVITE", Method::Invite),
-    ("ACK", Method::Ack),
-    ("BYE", Method::Bye),
-    ("CANCEL", Method::Cancel),
-    ("SUBSCRIBE", Method::Subscribe),
-    ("NOTIFY", Method::Notify),
-];
-
-impl Method {
-    /// The method for a token (which the caller has checked is a valid token).
-    pub fn from_token(token: &str) -> Method {
-        NAMED
-            .iter()
-            .find(|(name, _)| *name == token)
-            .map_or_else(|| Method::Other(token.to_owned()), |(_, m)| m.clone())
-    }
-
-    /// The method's token.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Method::Other(token) => token,
-            known => NAMED
-                .iter()
-                .find(|(_, m)| m == known)
-                .map_or("", |(name, _)| name),
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A SIP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +79,7 @@ impl Response {
         let mut response = Response::new(status);
         for header in request.headers.iter() {
             if matches!(
-                header.name.as_str(),
+                header.name.as_ref(),
                 "Via" | "From" | "To" | "Call-ID" | "CSeq"
             ) {
                 response.headers.push(&header.name, header.value.clone());
@@ -206,23 +142,25 @@ impl Message {
     }
 }
 
-/// Writes the head. Line breaks inside the start line or a header (which the parser never
-/// produces, but a caller could put there) become spaces, so no input can inject a header or
-/// desynchronise the stream.
+/// Writes the head. Control characters other than HTAB inside the start line or a header
+/// (which the parser never produces, but a caller could put there: line breaks, NUL, ESC,
+/// DEL) become spaces, so no input can inject a header, desynchronise the stream, or produce
+/// a message the parser would refuse.
 fn serialize(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
     fn line(out: &mut Vec<u8>, parts: &[&str]) {
         for part in parts {
-            out.extend(
-                part.bytes()
-                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-            );
+            out.extend(part.bytes().map(|b| match b {
+                b'\t' => b,
+                0..0x20 | 0x7f => b' ',
+                _ => b,
+            }));
         }
         out.extend_from_slice(b"\r\n");
     }
     let mut out = Vec::with_capacity(256 + body.len());
     line(&mut out, &[start]);
     for header in headers.iter().filter(|h| h.name != "Content-Length") {
-        line(&mut out, &[&header.name, ": ", &header.value]);
+        line(&mut out, &[header.name.as_ref(), ": ", &header.value]);
     }
     out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
     out.extend_from_slice(body);
@@ -278,12 +216,12 @@ mod tests {
         req.headers
             .push("Via", "SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1");
         req.headers.push("Content-Length", "999");
-        req.headers.push("Subject", "a\r\nInjected: 1");
+        req.headers.push("Subject", "a\r\nInjected: 1\0\x1b\x7f\tz");
         req.body = b"hello".to_vec();
         let text = String::from_utf8(req.to_bytes()).unwrap();
         assert_eq!(
             text,
-            "MESSAGE sip:bob@contoso.com SIP/2.0\r\nVia: SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1\r\nSubject: a  Injected: 1\r\nContent-Length: 5\r\n\r\nhello"
+            "MESSAGE sip:bob@contoso.com SIP/2.0\r\nVia: SIP/2.0/TLS a.contoso.com;branch=z9hG4bK1\r\nSubject: a  Injected: 1   \tz\r\nContent-Length: 5\r\n\r\nhello"
         );
     }
 

@@ -21,29 +21,36 @@
 //! retransmission timers (RFC 3261 Timer E is inert on reliable transports) and no INVITE
 //! dialogs (answered 405).
 
+mod actions;
 mod builder;
 mod config;
 mod framer;
+#[doc(hidden)]
+pub mod fuzzcheck;
 mod header;
 mod message;
+mod method;
+mod names;
 mod parse;
 mod proxy;
 mod registrar;
+mod timeouts;
 mod timers;
 mod transaction;
 mod uri;
 
+pub use actions::{Action, BindingRemoval, ConnId, ConnKind, Event, Transport};
 pub use builder::{RequestIds, UserAgent};
 pub use config::{ProxyConfig, RouteId, StaticRoute};
 pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, Frame, FrameError, Framer, PING, PONG};
 pub use header::{
-    BRANCH_COOKIE, CSeq, Header, HeaderError, Headers, NameAddr, Params, Via, canonical_name,
-    split_list,
+    BRANCH_COOKIE, CSeq, Header, HeaderError, Headers, NameAddr, Params, Via, split_list,
 };
-pub use message::{Message, Method, Request, Response, reason_phrase};
+pub use message::{Message, Request, Response, reason_phrase};
+pub use method::Method;
+pub use names::canonical_name;
 pub use parse::{ParseError, parse_message};
-pub use proxy::{Action, ConnId, ConnKind, Event, Proxy, ProxyStats, Transport};
-pub use registrar::BindingRemoval;
+pub use proxy::{Proxy, ProxyStats};
 pub use uri::{Uri, UriError};
 
 #[cfg(test)]

@@ -21,6 +21,8 @@
 //! when the answer is ready, [`Event::ResponseUndeliverable`] says so; if the originator
 //! retransmits over a new connection in time, it gets the stored answer.
 
+#[cfg(test)]
+mod malformed_tests;
 mod routing;
 #[cfg(test)]
 mod tests;
@@ -28,167 +30,22 @@ mod tests;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
+use super::actions::{Action, ConnKind, Event};
+// Re-exported for the modules that import it from here (`transaction`).
+pub(crate) use super::actions::ConnId;
 use super::config::{ProxyConfig, RouteId};
 use super::framer::{Frame, FrameError, Framer, PONG};
 use super::header::HeaderError;
-use super::message::{Message, Method, Request, Response};
+use super::message::{Message, Request, Response};
+use super::method::Method;
 use super::parse::{
     ParseError, find_head_end, looks_like_response, parse_message, salvage_headers,
 };
-use super::registrar::{BindingRemoval, Outcome, Registrar};
-use super::timers::{Timer, TimerQueue};
+use super::registrar::{Outcome, Registrar};
+use super::timeouts::Timer;
+use super::timers::{TimerKey, TimerQueue};
 use super::transaction::{ClientTx, ServerKey, ServerState, ServerTable, ServerTx};
 use super::uri::{UriError, truncate};
-
-/// Identifies a connection; chosen by the shell, unique while the connection lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
-
-/// The transport of an inbound connection (the listener it was accepted on).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// Plain TCP.
-    Tcp,
-    /// TLS, server-authenticated (Windows Messenger clients).
-    Tls,
-    /// Mutual TLS (federation peers and other servers).
-    Mtls,
-}
-
-/// What a connection is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConnKind {
-    /// Accepted on one of our listeners.
-    Inbound(Transport),
-    /// Opened by the shell for a static route (outgoing mutual TLS).
-    Route(RouteId),
-}
-
-impl ConnKind {
-    /// Whether the peer is another server (route or mutual TLS), which may send requests for
-    /// our users but may not use us as a relay or registrar.
-    pub fn is_federation(self) -> bool {
-        !matches!(self, ConnKind::Inbound(Transport::Tcp | Transport::Tls))
-    }
-
-    fn via_transport(self) -> &'static str {
-        match self {
-            ConnKind::Inbound(Transport::Tcp) => "TCP",
-            _ => "TLS",
-        }
-    }
-}
-
-/// Something the shell must do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Write `bytes` to the connection.
-    Send {
-        /// The connection.
-        conn: ConnId,
-        /// Bytes to write.
-        bytes: Vec<u8>,
-    },
-    /// Close the connection after writing what was sent before. The proxy already considers it
-    /// closed; calling [`Proxy::connection_closed`] for it afterwards is harmless.
-    Close {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Open the route's connection, then call [`Proxy::connection_opened`] with
-    /// [`ConnKind::Route`], or [`Proxy::route_connect_failed`].
-    ConnectRoute {
-        /// The route.
-        route: RouteId,
-    },
-    /// Something to log or count.
-    Event(Event),
-}
-
-/// Things worth logging or counting; the proxy has already acted on them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// A delimited message did not parse (a request was answered with 400, 416 or 505).
-    ParseError {
-        /// Where it came from.
-        conn: ConnId,
-        /// Why.
-        error: ParseError,
-    },
-    /// The stream could not be framed; answered (400 or 513) if possible, and closed.
-    FramingError {
-        /// The connection, now closed.
-        conn: ConnId,
-        /// Why.
-        error: FrameError,
-    },
-    /// A new registration binding.
-    BindingAdded {
-        /// Address of record (`user@domain`).
-        aor: String,
-        /// The connection it is reachable on.
-        conn: ConnId,
-        /// Seconds granted.
-        expires: u32,
-    },
-    /// A binding ended.
-    BindingRemoved {
-        /// Address of record.
-        aor: String,
-        /// Why.
-        reason: BindingRemoval,
-    },
-    /// A request waits for a route connection.
-    Queued {
-        /// The route.
-        route: RouteId,
-        /// Requests now waiting for it.
-        depth: usize,
-    },
-    /// A route connection opened and its queue was sent.
-    RouteConnected {
-        /// The route.
-        route: RouteId,
-        /// How many queued requests were sent.
-        flushed: usize,
-    },
-    /// The shell could not open a route connection; the next attempt waits for the back-off.
-    RouteConnectFailed {
-        /// The route.
-        route: RouteId,
-        /// Requests still waiting for it.
-        queued: usize,
-    },
-    /// Timer F fired: the request was answered 408.
-    TimedOut {
-        /// The request's Call-ID.
-        call_id: String,
-        /// The request's method.
-        method: Method,
-        /// Whether it never left the route queue.
-        was_queued: bool,
-    },
-    /// A final response was ready but its originator's connection had closed.
-    ResponseUndeliverable {
-        /// The request's Call-ID.
-        call_id: String,
-        /// The final status.
-        status: u16,
-    },
-    /// A response matched no transaction (late, after Timer F, or not ours) and was dropped.
-    StrayResponse {
-        /// Where it came from.
-        conn: ConnId,
-        /// Its status.
-        status: u16,
-    },
-    /// Bytes or a close for a connection the proxy does not know (a shell bug).
-    UnknownConnection {
-        /// The connection.
-        conn: ConnId,
-    },
-}
 
 /// Counters since the proxy was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -243,7 +100,7 @@ struct RouteState {
     conn: Option<ConnId>,
     connecting: bool,
     /// Back-off after a failed attempt: no new attempt before this timer fires.
-    retry: Option<super::timers::TimerKey>,
+    retry: Option<TimerKey>,
     /// Branches of client transactions waiting for the connection, oldest first.
     queue: VecDeque<String>,
 }
@@ -256,7 +113,7 @@ pub struct Proxy {
     servers: ServerTable,
     clients: BTreeMap<String, ClientTx>,
     routes: BTreeMap<RouteId, RouteState>,
-    timers: TimerQueue,
+    timers: TimerQueue<Timer>,
     actions: VecDeque<Action>,
     stats: ProxyStats,
     ids: u64,
@@ -290,6 +147,29 @@ impl Proxy {
             bindings: self.registrar.len(),
             ..self.stats
         }
+    }
+
+    /// What the proxy still holds, by kind, leaving out kinds it holds none of: open
+    /// connections, server and client transactions, bindings, timers, queued requests, and
+    /// routes connected, connecting or backing off. Once every connection is closed, every
+    /// route connection attempt answered and every timer has fired, nothing may be left; the
+    /// fuzz checks ([`fuzzcheck`](super::fuzzcheck)) assert it.
+    #[doc(hidden)]
+    pub fn state_left(&self) -> Vec<(&'static str, usize)> {
+        let busy = |r: &&RouteState| r.conn.is_some() || r.connecting || r.retry.is_some();
+        [
+            ("connections", self.conns.len()),
+            ("server_transactions", self.servers.len()),
+            ("server_tx_index", self.servers.indexed_connections()),
+            ("client_transactions", self.clients.len()),
+            ("bindings", self.registrar.len()),
+            ("timers", self.timers.len()),
+            ("queued", self.routes.values().map(|r| r.queue.len()).sum()),
+            ("busy_routes", self.routes.values().filter(busy).count()),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
     }
 
     /// The next action for the shell, in order.

@@ -8,22 +8,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::actions::{Action, BindingRemoval, ConnId, Event};
 use super::config::ProxyConfig;
 use super::header::{HeaderError, NameAddr};
 use super::message::Request;
-use super::proxy::{Action, ConnId, Event};
-use super::timers::{Timer, TimerKey, TimerQueue};
-
-/// Why a binding ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindingRemoval {
-    /// It was not refreshed in time.
-    Expired,
-    /// The client unregistered it.
-    Unregistered,
-    /// The connection it was registered on closed.
-    ConnectionClosed,
-}
+use super::timeouts::Timer;
+use super::timers::{TimerKey, TimerQueue};
 
 /// One contact bound to an address of record.
 #[derive(Debug)]
@@ -81,7 +71,7 @@ impl Registrar {
         conn: ConnId,
         now: Instant,
         config: &ProxyConfig,
-        timers: &mut TimerQueue,
+        timers: &mut TimerQueue<Timer>,
         actions: &mut VecDeque<Action>,
     ) -> Result<Outcome, HeaderError> {
         let h = &request.headers;
@@ -228,7 +218,7 @@ impl Registrar {
     pub(crate) fn remove_connection(
         &mut self,
         conn: ConnId,
-        timers: &mut TimerQueue,
+        timers: &mut TimerQueue<Timer>,
         actions: &mut VecDeque<Action>,
     ) {
         self.bindings.retain(|aor, list| {

@@ -4,25 +4,12 @@
 //! transaction's linger, a binding's expiry, a route's retry back-off) keeps its [`TimerKey`]
 //! and cancels it when it goes away, so [`TimerQueue::next_deadline`] is always exact: a shell
 //! on virtual time can jump straight to it and something will happen there.
+//!
+//! The queue is generic over what a timer does (the proxy's `Timer`, in `timeouts`), so it
+//! knows nothing of transactions or bindings and every part of `sip` can hold a [`TimerKey`].
 
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-use super::config::RouteId;
-use super::transaction::ServerKey;
-
-/// What a timer does when it fires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Timer {
-    /// Timer F of the client transaction with this branch: answer 408 upstream.
-    TransactionTimeout { branch: String },
-    /// Forget a completed server transaction (Timer J; see `transaction`).
-    ServerLinger { key: ServerKey },
-    /// A registration binding ran out.
-    BindingExpiry { aor: String, binding: u64 },
-    /// The back-off after a failed route connection is over.
-    RouteRetry { route: RouteId },
-}
 
 /// Handle to cancel a scheduled timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,15 +19,24 @@ pub(crate) struct TimerKey {
 }
 
 /// Deadlines in order; ties fire in scheduling order.
-#[derive(Debug, Default)]
-pub(crate) struct TimerQueue {
-    timers: BTreeMap<TimerKey, Timer>,
+#[derive(Debug)]
+pub(crate) struct TimerQueue<T> {
+    timers: BTreeMap<TimerKey, T>,
     seq: u64,
 }
 
-impl TimerQueue {
+impl<T> Default for TimerQueue<T> {
+    fn default() -> TimerQueue<T> {
+        TimerQueue {
+            timers: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl<T> TimerQueue<T> {
     /// Schedules `timer` at `at`.
-    pub(crate) fn insert(&mut self, at: Instant, timer: Timer) -> TimerKey {
+    pub(crate) fn insert(&mut self, at: Instant, timer: T) -> TimerKey {
         self.seq += 1;
         let key = TimerKey { at, seq: self.seq };
         self.timers.insert(key, timer);
@@ -58,7 +54,7 @@ impl TimerQueue {
     }
 
     /// Removes and returns the earliest timer due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<T> {
         if self.next_deadline()? <= now {
             self.timers.pop_first().map(|(_, timer)| timer)
         } else {
@@ -67,7 +63,6 @@ impl TimerQueue {
     }
 
     /// Number of scheduled timers.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.timers.len()
     }
@@ -82,23 +77,14 @@ mod tests {
     fn fires_in_order_and_cancels() {
         #[allow(clippy::disallowed_methods)] // one base instant for the test
         let t0 = Instant::now();
-        let mut q = TimerQueue::default();
-        let late = q.insert(
-            t0 + Duration::from_secs(2),
-            Timer::RouteRetry { route: RouteId(2) },
-        );
-        q.insert(
-            t0 + Duration::from_secs(1),
-            Timer::RouteRetry { route: RouteId(1) },
-        );
-        let gone = q.insert(t0, Timer::RouteRetry { route: RouteId(0) });
+        let mut q = TimerQueue::<u32>::default();
+        let late = q.insert(t0 + Duration::from_secs(2), 2);
+        q.insert(t0 + Duration::from_secs(1), 1);
+        let gone = q.insert(t0, 0);
         q.cancel(gone);
         assert_eq!(q.next_deadline(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(q.pop_due(t0), None);
-        assert_eq!(
-            q.pop_due(t0 + Duration::from_secs(5)),
-            Some(Timer::RouteRetry { route: RouteId(1) })
-        );
+        assert_eq!(q.pop_due(t0 + Duration::from_secs(5)), Some(1));
         q.cancel(late);
         assert_eq!((q.len(), q.next_deadline()), (0, None));
     }

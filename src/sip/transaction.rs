@@ -27,10 +27,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use super::actions::ConnId;
 use super::config::RouteId;
 use super::header::{BRANCH_COOKIE, HeaderError};
-use super::message::{Method, Request, Response, reason_phrase};
-use super::proxy::ConnId;
+use super::message::{Request, Response, reason_phrase};
+use super::method::Method;
 use super::timers::TimerKey;
 
 /// Identifies a server transaction (RFC 3261 §17.2.3).
@@ -195,13 +196,11 @@ impl ServerTable {
     }
 
     /// Number of transactions held.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.txs.len()
     }
 
     /// Number of connections in the index.
-    #[cfg(test)]
     pub(crate) fn indexed_connections(&self) -> usize {
         self.by_conn.len()
     }

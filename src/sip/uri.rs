@@ -60,10 +60,12 @@ impl Uri {
             uri: truncate(text, 200),
             reason,
         };
-        if text
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
-        {
+        let has_forbidden = if text.is_ascii() {
+            text.bytes().any(forbidden_ascii)
+        } else {
+            text.chars().any(forbidden)
+        };
+        if has_forbidden {
             return Err(malformed(
                 "contains whitespace, control characters, quotes or brackets",
             ));
@@ -177,6 +179,17 @@ impl std::str::FromStr for Uri {
     }
 }
 
+/// Characters a URI may not contain: whitespace, controls, quotes and angle brackets.
+fn forbidden(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"')
+}
+
+/// [`forbidden`] for ASCII, on bytes (the common case, on the parser's path): whitespace and
+/// controls are the bytes up to space, and DEL.
+fn forbidden_ascii(b: u8) -> bool {
+    b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"')
+}
+
 fn is_scheme(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -212,6 +225,13 @@ mod tests {
             uri.to_string(),
             "sip:alice@Contoso.com:5061;transport=tls?subject=hi"
         );
+    }
+
+    #[test]
+    fn the_ascii_check_forbids_what_the_char_check_forbids() {
+        for b in 0u8..0x80 {
+            assert_eq!(forbidden_ascii(b), forbidden(char::from(b)), "{b:#04x}");
+        }
     }
 
     #[test]

@@ -5,11 +5,12 @@
 
 use std::time::Instant;
 
-use super::{Action, ConnId, ConnKind, Event, Proxy};
+use super::Proxy;
+use crate::sip::actions::{Action, ConnId, ConnKind, Event};
 use crate::sip::config::RouteId;
 use crate::sip::header::{BRANCH_COOKIE, NameAddr, Via};
 use crate::sip::message::{Request, Response};
-use crate::sip::timers::Timer;
+use crate::sip::timeouts::Timer;
 use crate::sip::transaction::{ClientTx, ServerKey, Target};
 
 impl Proxy {
