@@ -14,6 +14,7 @@ pub mod record;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod sweep;
 pub mod user;
 pub mod world;
 

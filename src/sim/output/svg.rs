@@ -4,6 +4,7 @@
 use plotters::prelude::*;
 
 use crate::sim::Report;
+use crate::sim::report::MomentKind;
 
 /// Renders the time series as SVG.
 pub fn render(r: &Report) -> Result<String, String> {
@@ -21,12 +22,7 @@ fn draw(r: &Report, out: &mut String) -> Result<(), Box<dyn std::error::Error>> 
     let markers: Vec<(f64, String)> = r
         .timeline
         .iter()
-        .filter(|m| {
-            ["renews", "restarts", "fix", "rebind"]
-                .iter()
-                .any(|k| m.what.contains(k))
-        })
-        .map(|m| (m.t as f64 / 60.0, short(&m.what)))
+        .filter_map(|m| Some((m.t as f64 / 60.0, marker(m.kind)?.to_string())))
         .collect();
 
     let max_conn = series
@@ -160,14 +156,12 @@ fn draw(r: &Report, out: &mut String) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
-fn short(what: &str) -> String {
-    if what.contains("renews") {
-        "renewal".into()
-    } else if what.contains("restarts") {
-        "restart".into()
-    } else if what.contains("live rebind") {
-        "live rebind".into()
-    } else {
-        "fix".into()
+fn marker(kind: MomentKind) -> Option<&'static str> {
+    match kind {
+        MomentKind::Renewal => Some("renewal"),
+        MomentKind::Restart => Some("restart"),
+        MomentKind::Fix => Some("fix"),
+        MomentKind::Rebind => Some("live rebind"),
+        MomentKind::Start | MomentKind::Observation => None,
     }
 }
