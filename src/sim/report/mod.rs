@@ -6,6 +6,7 @@
 //! series the JSON carries and the chart draws: one function per section ([`sections`]), the
 //! timeline ([`timeline`]) and the checks and verdict ([`checks`]) read the same [`Times`].
 
+pub mod agreement;
 pub mod checks;
 pub mod sections;
 pub mod timeline;
@@ -215,7 +216,7 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
     let restart_events = failed_start
         .map(|s| sections::kb_events_newest_first(&s.events))
         .unwrap_or_default();
-    let restart_failure_cause = failed_start.and_then(|s| sections::tls_failure_cause(s));
+    let restart_failure_cause = failed_start.and_then(sections::tls_failure_cause);
     let fix = sections::fix(&times, scenario.users.count, outcome);
     let facts = checks::Facts {
         outage_while_running: sections::outage_while_running(&times, outcome),
