@@ -5,7 +5,7 @@
 //! floor: the same two hours with a single user, which is what stepping turmoil's hosts costs
 //! before any user does anything.
 //!
-//! Run with `cargo bench --bench reproduce` (`LCS_BENCH_ROUNDS`, default 3).
+//! Run with `cargo bench --bench reproduce` (`LCS_BENCH_ROUNDS`, default 5).
 
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ fn main() {
     let rounds: usize = std::env::var("LCS_BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5);
     let default = Scenario::load("kb836410").unwrap();
     let mut floor = default.clone();
     floor.name = "floor".into();

@@ -5,7 +5,8 @@
 //! `lcs-sim serve` runs. A [`Scenario`] says who uses the server and what happens when (renewal,
 //! restarts, fix, live rebind); [`run`] plays it and returns a [`Report`] whose symptoms,
 //! verdict and checks are computed from what the emulated clients and the event log recorded.
-//! The same seed gives the same report, byte for byte.
+//! The same seed gives the same report, byte for byte, and every verdict must hold on every
+//! seed: [`sweep`] runs a scenario over a range of seeds in parallel (`reproduce --seeds`).
 
 pub mod net;
 pub mod output;

@@ -596,6 +596,28 @@ pub const RESTART_FAILURE_CAUSES: [&str; 2] = ["key_access_denied", "certificate
 mod tests {
     use super::*;
 
+    /// The causes a scenario may expect are the server's own names for them.
+    #[test]
+    fn restart_failure_causes_are_the_credential_errors_reasons() {
+        use crate::server::CredentialError;
+        let world = super::super::world::build(1, 500, Duration::ZERO, WEEK).unwrap();
+        let (_, reference) = world.config.cert_refs().next().unwrap();
+        let thumbprint = world.store.list(false).next().unwrap().thumbprint().clone();
+        let reasons = [
+            CredentialError::KeyAccessDenied {
+                thumbprint,
+                principal: "RTCService".into(),
+            }
+            .reason(),
+            CredentialError::NotFound {
+                reference: reference.clone(),
+                archived_as: None,
+            }
+            .reason(),
+        ];
+        assert_eq!(reasons, RESTART_FAILURE_CAUSES);
+    }
+
     #[test]
     fn builtins_parse() {
         for (name, _) in BUILTINS {

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::record::{self, FailedAttempt, MessageRecord, Outcome, Shared, Target};
 use super::scenario::Users;
-use super::world::{SERVER_HOST, SERVER_NAME, TLS_PORT};
+use super::world::{FEDERATED_DOMAIN, SERVER_HOST, SERVER_NAME, TLS_PORT};
 use crate::failure::ConnectFailure;
 use crate::sip::{Frame, Framer, Message, Method, RequestIds, Response, Uri, UserAgent};
 
@@ -182,7 +182,7 @@ impl User {
         if self.rng.random_bool(self.ctx.users.federated_share) {
             let k = self.rng.random_range(0..50);
             (
-                format!("sip:fed{k:02}@fabrikam.com")
+                format!("sip:fed{k:02}@{FEDERATED_DOMAIN}")
                     .parse()
                     .expect("valid"),
                 Target::Federated,

@@ -211,6 +211,7 @@ fn fix_sentence(fix: Option<&FixReport>, unfixed: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::world::{MTLS_ID, ROUTE_ID, TLS_ID};
 
     fn fix(reconnected: usize) -> FixReport {
         FixReport {
@@ -218,7 +219,7 @@ mod tests {
             applied_at: 540,
             restart_at: Some(600),
             live: false,
-            rebound: vec!["tls-5061".into()],
+            rebound: vec![TLS_ID.into()],
             listener_started: true,
             clients: 10,
             clients_reconnected: reconnected,
@@ -299,12 +300,12 @@ mod tests {
     #[test]
     fn unfixed_compares_as_sets_and_restart_events_in_order() {
         let f = Facts {
-            unfixed: vec!["route-fabrikam.com".into(), "mtls-5062".into()],
+            unfixed: vec![ROUTE_ID.into(), MTLS_ID.into()],
             restart_events: vec![14347, 14336, 14352],
             ..Facts::default()
         };
         let e = Expectations {
-            unfixed: Some(vec!["mtls-5062".into(), "route-fabrikam.com".into()]),
+            unfixed: Some(vec![MTLS_ID.into(), ROUTE_ID.into()]),
             ..Expectations::default()
         };
         assert!(only(e, &f).passed);
@@ -364,7 +365,7 @@ mod tests {
         assert!(v.ends_with(" FIXED: tls-5061 rebound to the renewed certificate; every connection works, 10 of 10 users registered again."), "{v}");
         f.fix.as_mut().unwrap().restart_at = None;
         assert!(verdict(&f, true).contains("no restart followed"));
-        f.unfixed = vec!["mtls-5062".into()];
+        f.unfixed = vec![MTLS_ID.into()];
         let v = verdict(&f, true);
         assert!(
             v.contains(" PARTIAL FIX: still failing: mtls-5062 ") && !v.contains(" FIXED:"),
