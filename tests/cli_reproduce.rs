@@ -324,6 +324,7 @@ fn bad_seed_ranges_and_shards_exit_2_saying_what_is_expected() {
         (vec!["--seeds", "1..4", "--shard", "3/2"], "i/N"),
         (vec!["--shard", "0/2"], "--seeds"),
         (vec!["--seeds", "1..2", "--seed", "3"], "--seed"),
+        (vec!["--seeds", "1..2", "--format", "junit"], "junit"),
     ] {
         let mut all = vec!["reproduce"];
         all.extend(args.iter());
