@@ -123,6 +123,25 @@ fn json_report_has_the_documented_fields_and_holds_its_expectations() {
 }
 
 #[test]
+fn the_same_seed_prints_byte_identical_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "small.toml", SMALL);
+    let args = [
+        "reproduce",
+        "--scenario",
+        &file,
+        "--seed",
+        "5",
+        "--format",
+        "json",
+    ];
+    let (a, b) = (lcs(&args), lcs(&args));
+    assert_eq!(a.status.code(), Some(0));
+    assert!(!a.stdout.is_empty());
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
 fn text_report_is_readable_and_names_the_seed() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(&dir, "small.toml", SMALL);

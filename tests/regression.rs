@@ -72,6 +72,17 @@ fn kb836410_shows_all_four_symptoms_and_the_full_fix_restores_everything() {
     assert!(r.connect_failures[&access_denied] > 0);
     assert_eq!((r.messages.unanswered, r.messages.duplicate_finals), (0, 0));
     assert!(r.messages.federated[2] > 0, "federated messages timed out");
+
+    // The agreement check catches a report whose parts contradict each other.
+    let mut stamped_early = r.clone();
+    stamped_early.fix.as_mut().unwrap().reconnected_at = Some(fix.effective_at);
+    assert!(!disagreements(&stamped_early).is_empty());
+    let mut empty_series = r.clone();
+    for s in &mut empty_series.series {
+        s.registered = 0;
+        s.tls_connections = 0;
+    }
+    assert!(!disagreements(&empty_series).is_empty());
 }
 
 #[test]

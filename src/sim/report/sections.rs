@@ -282,3 +282,46 @@ pub fn connections_dropped_by_rebind(times: &Times, outcome: &Outcome) -> Option
             .count(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_fix_takes_effect_at_the_restart_after_it_or_at_once_without_one() {
+        let fix = FixTimes {
+            applied_at: 100 * S,
+            live: false,
+            restart_at: Some(160 * S),
+        };
+        assert_eq!(fix.effective(), 160 * S);
+        let alone = FixTimes {
+            restart_at: None,
+            ..fix
+        };
+        assert_eq!(alone.effective(), 100 * S);
+    }
+
+    #[test]
+    fn registered_since_counts_each_user_once_and_stamps_the_last_first_registration() {
+        let r = Recorder {
+            // user 1 registers before the fix and refreshes after it; user 2 twice after.
+            registrations: vec![(50 * S, 1), (170 * S, 2), (200 * S, 1), (400 * S, 2)],
+            ..Recorder::default()
+        };
+        assert_eq!(registered_since(&r, 160 * S), (2, Some(200 * S)));
+        assert_eq!(registered_since(&r, 500 * S), (0, None));
+        // A refresh counts: a user whose connection outlived the outage is served again.
+        assert_eq!(registered_since(&r, 180 * S), (2, Some(400 * S)));
+    }
+
+    #[test]
+    fn kb_events_are_distinct_and_newest_first() {
+        assert_eq!(
+            kb_events_newest_first(&[14352, 14336, 14347, 14347, 14370]),
+            [14347, 14336, 14352]
+        );
+    }
+}
