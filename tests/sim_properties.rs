@@ -121,6 +121,7 @@ fn scenario(p: &Params) -> Scenario {
         server: Server { t1_ms: 500 },
         federation: Federation {
             connection_lifetime: Duration::from_secs(120),
+            connection_max_lifetime: Duration::from_secs(600),
         },
         network: Network::default(),
         autoenrollment: None,

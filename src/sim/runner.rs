@@ -249,9 +249,10 @@ fn add_hosts(
     {
         let config = peer::server_config(world, clock.clone());
         let recorder = recorder.clone();
-        let lifetime = scenario.federation.connection_lifetime;
+        let f = &scenario.federation;
+        let (mean, max) = (f.connection_lifetime, f.connection_max_lifetime);
         sim.host(PEER_HOST, move || {
-            peer::run(config.clone(), recorder.clone(), seed, lifetime)
+            peer::run(config.clone(), recorder.clone(), seed, mean, max)
         });
     }
     let client_tls = client_config(world, clock);

@@ -184,12 +184,17 @@ pub struct Federation {
     /// exponential). Our server must then reconnect, which is when a lost key bites the route.
     #[serde(deserialize_with = "duration")]
     pub connection_lifetime: Duration,
+    /// No route connection outlives this (default 1 h): the partner's edge ends sessions, as
+    /// every gateway does, so our server always has to reconnect the route sooner or later.
+    #[serde(deserialize_with = "duration")]
+    pub connection_max_lifetime: Duration,
 }
 
 impl Default for Federation {
     fn default() -> Self {
         Self {
             connection_lifetime: Duration::from_secs(600),
+            connection_max_lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -400,6 +405,14 @@ impl Scenario {
             return bad("federation.connection_lifetime", "must be at least 1s");
         }
         at_most_a_week("federation.connection_lifetime", lifetime)?;
+        let max = self.federation.connection_max_lifetime;
+        at_most_a_week("federation.connection_max_lifetime", max)?;
+        if max < lifetime {
+            return bad(
+                "federation.connection_max_lifetime",
+                "must not be shorter than federation.connection_lifetime (the mean)",
+            );
+        }
         if self.server.t1_ms == 0 || self.server.t1_ms > 10_000 {
             return Err((
                 "server.t1_ms".into(),
