@@ -8,6 +8,7 @@
 //! The same seed gives the same report, byte for byte, and every verdict must hold on every
 //! seed: [`sweep`] runs a scenario over a range of seeds in parallel (`reproduce --seeds`).
 
+pub mod applied;
 pub mod net;
 pub mod output;
 pub mod peer;

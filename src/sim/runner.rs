@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+pub use super::applied::{Applied, AppliedFix, AppliedStep, StepKind};
 use super::net::{SimClock, TurmoilNet};
 use super::record::{Recorder, Shared};
 use super::scenario::{Scenario, Step};
@@ -65,61 +66,6 @@ struct ServerState {
     starts: Vec<StartRecord>,
     /// Counters of earlier instances, so totals survive restarts.
     carried: MetricsSnapshot,
-}
-
-/// What kind of step ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    /// A renewal (by hand or by Group Policy), or a renewal that failed.
-    Renewal,
-    /// The administrator restarted the service.
-    Restart,
-    /// "Change Certificate" (takes effect at the next restart).
-    Fix,
-    /// A live rebind.
-    Rebind,
-}
-
-/// One step as applied.
-#[derive(Debug, Clone)]
-pub struct AppliedStep {
-    /// Virtual time.
-    pub at: Duration,
-    /// What kind.
-    pub kind: StepKind,
-    /// A one-line description.
-    pub what: String,
-}
-
-/// A fix or live rebind as applied.
-#[derive(Debug, Clone)]
-pub struct AppliedFix {
-    /// Virtual time.
-    pub at: Duration,
-    /// A live rebind (no restart needed).
-    pub live: bool,
-    /// The connections it rebound (for a live rebind: those whose swap happened).
-    pub rebound: Vec<String>,
-}
-
-/// What the timeline did, for the report.
-#[derive(Debug, Clone, Default)]
-pub struct Applied {
-    /// Each step with its virtual time and a one-line description.
-    pub steps: Vec<AppliedStep>,
-    /// First renewal.
-    pub renewal_at: Option<Duration>,
-    /// Restarts.
-    pub restarts: Vec<Duration>,
-    /// Fixes and rebinds, in order.
-    pub fixes: Vec<AppliedFix>,
-}
-
-impl Applied {
-    fn push(&mut self, at: Duration, kind: StepKind, what: String) {
-        self.steps.push(AppliedStep { at, kind, what });
-    }
 }
 
 /// A sample of the time series.
