@@ -184,8 +184,10 @@ pub struct Federation {
     /// exponential). Our server must then reconnect, which is when a lost key bites the route.
     #[serde(deserialize_with = "duration")]
     pub connection_lifetime: Duration,
-    /// No route connection outlives this (default 1 h): the partner's edge ends sessions, as
-    /// every gateway does, so our server always has to reconnect the route sooner or later.
+    /// No route connection outlives this (default 20 min): the partner's edge recycles its
+    /// sessions, so our server has to reconnect the route while its users are still sending.
+    /// That reconnection is what fails after the renewal; with an unbounded lifetime one seed
+    /// in a few hundred keeps the old route until every user has gone, and no message queues.
     #[serde(deserialize_with = "duration")]
     pub connection_max_lifetime: Duration,
 }
@@ -194,7 +196,7 @@ impl Default for Federation {
     fn default() -> Self {
         Self {
             connection_lifetime: Duration::from_secs(600),
-            connection_max_lifetime: Duration::from_secs(3600),
+            connection_max_lifetime: Duration::from_secs(1200),
         }
     }
 }
