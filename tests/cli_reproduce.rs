@@ -53,14 +53,20 @@ fn list_shows_the_builtins() {
     let out = lcs(&["reproduce", "--list"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for name in [
-        "kb836410 ",
-        "kb836410-partial-fix",
-        "renewal-acl-kept",
-        "hot-rebind",
-    ] {
-        assert!(text.contains(name), "{text}");
-    }
+    let listed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "kb836410",
+            "kb836410-partial-fix",
+            "renewal-acl-kept",
+            "hot-rebind",
+            "group-policy"
+        ]
+    );
 }
 
 #[test]
@@ -96,11 +102,43 @@ fn json_report_has_the_documented_fields_and_holds_its_expectations() {
     );
     assert_eq!(r["fix"]["listener_started"], true);
     assert_eq!(r["fix"]["clients"], 10);
-    assert!(r["fix"]["clients_reconnected"].is_u64());
+    assert_eq!(r["fix"]["clients_reconnected"], 10);
+    assert_eq!(r["fix"]["applied_at"], 600);
+    assert_eq!(r["fix"]["restart_at"], 660);
+    assert_eq!(r["fix"]["effective_at"], 660);
+    assert!(r["fix"]["reconnected_at"].as_u64().unwrap() >= 660);
     assert_eq!(r["unfixed"], serde_json::json!([]));
-    assert!(r["verdict"].as_str().unwrap().contains("FIXED"));
-    assert_eq!(r["series"].as_array().unwrap().len(), 21);
-    assert!(r["series"][5]["tls_connections"].is_u64());
+    let verdict = r["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains(" FIXED: ")
+            && !verdict.contains("NOT FIXED")
+            && !verdict.contains("PARTIAL"),
+        "{verdict}"
+    );
+    let series = r["series"].as_array().unwrap();
+    assert_eq!(series.len(), 21);
+    // Users arrive in the first minute: by minute 1 all ten hold a TLS connection.
+    assert_eq!(series[1]["tls_connections"], 10);
+    assert_eq!(series[1]["registered"], 10);
+}
+
+#[test]
+fn the_same_seed_prints_byte_identical_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "small.toml", SMALL);
+    let args = [
+        "reproduce",
+        "--scenario",
+        &file,
+        "--seed",
+        "5",
+        "--format",
+        "json",
+    ];
+    let (a, b) = (lcs(&args), lcs(&args));
+    assert_eq!(a.status.code(), Some(0));
+    assert!(!a.stdout.is_empty());
+    assert_eq!(a.stdout, b.stdout);
 }
 
 #[test]
@@ -209,4 +247,109 @@ fn bad_input_exits_2_with_file_line_and_field() {
         err.contains("flying_pigs") && err.contains("line 4"),
         "{err}"
     );
+}
+
+fn sweep(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = lcs(args);
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn seed_sweep_json_has_exactly_the_documented_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "small.toml", SMALL);
+    let (code, out, err) = sweep(&[
+        "reproduce",
+        "--scenario",
+        &file,
+        "--seeds",
+        "3..5",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["failed", "passed", "runs", "scenario", "seeds", "wall_s"]
+    );
+    assert_eq!(v["scenario"], "small");
+    assert_eq!(v["seeds"], serde_json::json!({"from": 3, "to": 5}));
+    assert_eq!(
+        (v["runs"].as_u64(), v["passed"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(v["failed"], serde_json::json!([]));
+    assert!(v["wall_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn seed_sweep_names_each_failing_seed_and_how_to_replay_it_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = SMALL.replace("unfixed = []", "unfixed = [\"tls-5061\"]");
+    let file = write(&dir, "wrong.toml", &wrong);
+    let (code, out, _) = sweep(&[
+        "reproduce",
+        "--scenario",
+        &file,
+        "--seeds",
+        "2",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, Some(1));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["seeds"], serde_json::json!({"from": 1, "to": 2}));
+    assert_eq!(
+        v["failed"],
+        serde_json::json!([{"seed": 1, "checks": ["unfixed"]}, {"seed": 2, "checks": ["unfixed"]}])
+    );
+    let (code, text, _) = sweep(&[
+        "reproduce",
+        "--scenario",
+        &file,
+        "--seeds",
+        "4..9",
+        "--shard",
+        "1/3",
+    ]);
+    assert_eq!(code, Some(1));
+    for seed in [5, 8] {
+        assert!(
+            text.contains(&format!("FAILED seed {seed}: unfixed")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "lcs-sim reproduce --scenario {file} --seed {seed}"
+            )),
+            "{text}"
+        );
+    }
+    assert!(text.contains("2 runs, 0 passed, 2 failed"), "{text}");
+}
+
+#[test]
+fn bad_seed_ranges_and_shards_exit_2_saying_what_is_expected() {
+    for (args, needle) in [
+        (vec!["--seeds", "10..1"], "A..B"),
+        (vec!["--seeds", "x"], "A..B"),
+        (vec!["--seeds", "1..4", "--shard", "3/2"], "i/N"),
+        (vec!["--shard", "0/2"], "--seeds"),
+        (vec!["--seeds", "1..2", "--seed", "3"], "--seed"),
+        (vec!["--seeds", "1..2", "--format", "junit"], "junit"),
+    ] {
+        let mut all = vec!["reproduce"];
+        all.extend(args.iter());
+        let (code, out, err) = sweep(&all);
+        assert_eq!(code, Some(2), "{all:?}: {err}");
+        assert!(out.is_empty(), "{all:?}");
+        assert!(err.contains(needle), "{all:?}: {err}");
+    }
 }

@@ -11,6 +11,7 @@ mod output;
 mod reproduce;
 mod serve;
 mod store;
+mod sweep;
 
 use std::process::ExitCode;
 

@@ -5,8 +5,10 @@
 //! `lcs-sim serve` runs. A [`Scenario`] says who uses the server and what happens when (renewal,
 //! restarts, fix, live rebind); [`run`] plays it and returns a [`Report`] whose symptoms,
 //! verdict and checks are computed from what the emulated clients and the event log recorded.
-//! The same seed gives the same report, byte for byte.
+//! The same seed gives the same report, byte for byte, and every verdict must hold on every
+//! seed: [`sweep`] runs a scenario over a range of seeds in parallel (`reproduce --seeds`).
 
+pub mod applied;
 pub mod net;
 pub mod output;
 pub mod peer;
@@ -14,6 +16,7 @@ pub mod record;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod sweep;
 pub mod user;
 pub mod world;
 

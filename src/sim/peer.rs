@@ -3,7 +3,7 @@
 //! It verifies the client certificate our route presents (it must chain to the enterprise CA),
 //! and answers every MESSAGE for its users with 200 and every OPTIONS with 200, standing in for
 //! fabrikam.com's users. Like any edge server it closes connections after a while (exponential
-//! lifetimes from its own seeded RNG), so our server has to reconnect the route now and then:
+//! lifetimes from its own seeded RNG, never longer than `federation.connection_max_lifetime`), so our server has to reconnect the route now and then:
 //! that reconnection is what a lost key breaks. Refused handshakes and delivered messages are
 //! recorded.
 
@@ -27,6 +27,7 @@ pub async fn run(
     recorder: Shared,
     seed: u64,
     mean_lifetime: Duration,
+    max_lifetime: Duration,
 ) -> turmoil::Result {
     let listener =
         turmoil::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, MTLS_PORT)).await?;
@@ -37,7 +38,7 @@ pub async fn run(
         let acceptor = acceptor.clone();
         let recorder = recorder.clone();
         let u: f64 = rng.random_range(f64::EPSILON..1.0);
-        let lifetime = mean_lifetime.mul_f64(-u.ln());
+        let lifetime = mean_lifetime.mul_f64(-u.ln()).min(max_lifetime);
         tokio::spawn(async move {
             match acceptor.accept(tcp).await {
                 Ok(tls) => {

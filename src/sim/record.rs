@@ -44,6 +44,19 @@ pub struct MessageRecord {
     pub outcome: Outcome,
 }
 
+/// A failed connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedAttempt {
+    /// When the attempt started (the TCP connect).
+    pub started: Duration,
+    /// When it failed.
+    pub at: Duration,
+    /// Which user.
+    pub user: usize,
+    /// Why.
+    pub reason: ConnectFailure,
+}
+
 /// Everything recorded.
 #[derive(Debug, Default)]
 pub struct Recorder {
@@ -51,9 +64,9 @@ pub struct Recorder {
     pub messages_sent: u64,
     /// What became of them, recorded when known.
     pub messages: Vec<MessageRecord>,
-    /// Failed connection attempts: (when, user, reason).
-    pub connect_failures: Vec<(Duration, usize, ConnectFailure)>,
-    /// Successful registrations: (when, user).
+    /// Failed connection attempts, in the order they failed.
+    pub connect_failures: Vec<FailedAttempt>,
+    /// Successful registrations, refreshes included: (when the 200 arrived, user).
     pub registrations: Vec<(Duration, usize)>,
     /// Connections the server closed under a user: (when, user).
     pub closed_by_server: Vec<(Duration, usize)>,
@@ -77,9 +90,9 @@ impl Recorder {
     /// Failed connection attempts by reason, counting those in `[from, to)`.
     pub fn failures_between(&self, from: Duration, to: Duration) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
-        for (t, _, reason) in &self.connect_failures {
-            if *t >= from && *t < to {
-                *out.entry(reason.name()).or_default() += 1;
+        for f in &self.connect_failures {
+            if f.at >= from && f.at < to {
+                *out.entry(f.reason.name()).or_default() += 1;
             }
         }
         out

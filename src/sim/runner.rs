@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+pub use super::applied::{Applied, AppliedFix, AppliedStep, StepKind};
 use super::net::{SimClock, TurmoilNet};
 use super::record::{Recorder, Shared};
 use super::scenario::{Scenario, Step};
@@ -65,19 +66,6 @@ struct ServerState {
     starts: Vec<StartRecord>,
     /// Counters of earlier instances, so totals survive restarts.
     carried: MetricsSnapshot,
-}
-
-/// What the timeline did, for the report.
-#[derive(Debug, Clone, Default)]
-pub struct Applied {
-    /// Each step with its virtual time and a one-line description.
-    pub steps: Vec<(Duration, String)>,
-    /// First renewal.
-    pub renewal_at: Option<Duration>,
-    /// Restarts.
-    pub restarts: Vec<Duration>,
-    /// When fixes or rebinds were applied, and which connections they rebound.
-    pub fixes: Vec<(Duration, bool, Vec<String>)>,
 }
 
 /// A sample of the time series.
@@ -156,7 +144,6 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
         clock: clock.clone(),
     });
     let recorder: Shared = Arc::default();
-
     let mut sim = turmoil::Builder::new()
         .epoch(epoch)
         .simulation_duration(scenario.duration + Duration::from_secs(600))
@@ -165,7 +152,38 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
         .max_message_latency(Duration::from_millis(1))
         .rng_seed(seed)
         .build();
+    add_hosts(&mut sim, scenario, seed, &world, &shared, &recorder);
+    let (series, applied) = drive(&mut sim, scenario, seed, &world, &shared, &recorder)?;
+    let state = shared.state.lock().expect("state");
+    let unfixed = unfixed(&shared, &state);
+    let mut server_totals = state.carried.clone();
+    if let Some(m) = &state.metrics {
+        add(&mut server_totals, &m.snapshot());
+    }
+    let starts = state.starts.clone();
+    drop(state);
+    drop(sim);
+    let recorder = std::mem::take(&mut *recorder.lock().expect("recorder"));
+    Ok(Outcome {
+        series,
+        recorder,
+        starts,
+        applied,
+        events: shared.events.events(),
+        unfixed,
+        server_totals,
+    })
+}
 
+/// The server, the federation peer and the users' hosts.
+fn add_hosts(
+    sim: &mut turmoil::Sim<'_>,
+    scenario: &Scenario,
+    seed: u64,
+    world: &Arc<World>,
+    shared: &Arc<Shared2>,
+    recorder: &Shared,
+) {
     {
         let shared = shared.clone();
         let world = world.clone();
@@ -173,15 +191,17 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
             server_host(shared.clone(), world.clone())
         });
     }
+    let clock = Arc::new(shared.clock.clone());
     {
-        let config = peer::server_config(&world, Arc::new(clock.clone()));
+        let config = peer::server_config(world, clock.clone());
         let recorder = recorder.clone();
-        let lifetime = scenario.federation.connection_lifetime;
+        let f = &scenario.federation;
+        let (mean, max) = (f.connection_lifetime, f.connection_max_lifetime);
         sim.host(PEER_HOST, move || {
-            peer::run(config.clone(), recorder.clone(), seed, lifetime)
+            peer::run(config.clone(), recorder.clone(), seed, mean, max)
         });
     }
-    let client_tls = client_config(&world, Arc::new(clock.clone()));
+    let client_tls = client_config(world, clock);
     let users = &scenario.users;
     for h in 0..users.hosts {
         let host = format!("users{h}");
@@ -206,7 +226,21 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
             Ok(())
         });
     }
+}
 
+/// Steps the simulation to its end: timeline steps and Group Policy refreshes when their time
+/// comes, a sample every `sample_interval`.
+fn drive(
+    sim: &mut turmoil::Sim<'_>,
+    scenario: &Scenario,
+    seed: u64,
+    world: &World,
+    shared: &Shared2,
+    recorder: &Shared,
+) -> Result<(Vec<Sample>, Applied), SimError> {
+    let since = SystemTime::from(SIM_EPOCH)
+        .duration_since(UNIX_EPOCH)
+        .expect("the epoch is after 1970");
     let mut applied = Applied::default();
     let mut steps = scenario.steps.iter().peekable();
     let mut group_policy = scenario
@@ -217,18 +251,18 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
     let mut next_sample = Duration::ZERO;
     loop {
         let t = sim.elapsed();
-        clock.set(since + t);
+        shared.clock.set(since + t);
         while let Some(step) = steps.next_if(|s| s.at() <= t) {
-            apply(step, t, seed, &world, &shared, &mut applied);
+            apply(step, t, seed, world, shared, &mut applied);
         }
         if let Some(gp) = group_policy.as_mut()
             && t >= gp.next
             && t < scenario.duration
         {
-            gp.refresh(t, seed, &world, &shared, &mut applied);
+            gp.refresh(t, seed, world, shared, &mut applied);
         }
         if t >= next_sample && t <= scenario.duration {
-            series.push(sample(t, &shared, &recorder));
+            series.push(sample(t, shared, recorder));
             next_sample += scenario.sample_interval;
         }
         // Users stop at the end of the run and record what is still pending; step until they
@@ -239,30 +273,11 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
             )));
         }
         match sim.step() {
-            Ok(true) => break,
+            Ok(true) => return Ok((series, applied)),
             Ok(false) => {}
             Err(e) => return Err(SimError::Turmoil(e.to_string())),
         }
     }
-    let state = shared.state.lock().expect("state");
-    let unfixed = unfixed(&shared, &state);
-    let mut server_totals = state.carried.clone();
-    if let Some(m) = &state.metrics {
-        add(&mut server_totals, &m.snapshot());
-    }
-    let starts = state.starts.clone();
-    drop(state);
-    drop(sim);
-    let recorder = std::mem::take(&mut *recorder.lock().expect("recorder"));
-    Ok(Outcome {
-        series,
-        recorder,
-        starts,
-        applied,
-        events: shared.events.events(),
-        unfixed,
-        server_totals,
-    })
 }
 
 fn client_config(world: &World, clock: Arc<dyn Clock>) -> Arc<rustls::ClientConfig> {
@@ -353,121 +368,153 @@ fn apply(
     shared: &Shared2,
     applied: &mut Applied,
 ) {
-    let now = SIM_EPOCH + t;
     match step {
-        Step::Renew { policy, .. } => {
-            let n = applied.steps.len();
-            let result = shared.store.update(|s| {
-                let current = s
-                    .list(false)
-                    .find(|c| c.info.issuer == world.pki.issuing.info().subject)
-                    .map(|c| c.thumbprint().clone())
-                    .expect("the server certificate is in the store");
-                let serial = Serial::derive(format!("{seed}/renewal/{n}").as_bytes());
-                s.renew(&current, *policy, &world.pki.issuing, now, serial)
-            });
-            match result {
-                Ok(r) => {
-                    shared
-                        .events
-                        .record(crate::deployment::renewal_event(&r, now));
-                    applied.renewal_at.get_or_insert(t);
-                    applied.steps.push((
-                        t,
-                        format!(
-                            "auto-enrollment renews the certificate ({policy}): serial {} -> {}",
-                            r.old_serial, r.new_serial
-                        ),
-                    ));
-                }
-                // Reasons only: error texts carry thumbprints, which differ between runs.
-                Err(e) => applied
-                    .steps
-                    .push((t, format!("renewal failed ({})", store_reason(&e)))),
-            }
-        }
+        Step::Renew { policy, .. } => renew(*policy, t, seed, world, shared, applied),
         Step::Restart { .. } => {
             shared.restart.send_modify(|g| *g += 1);
             applied.restarts.push(t);
-            applied
-                .steps
-                .push((t, "the administrator restarts the service".into()));
-        }
-        Step::Fix { connections, .. } | Step::Rebind { connections, .. } => {
-            let live = matches!(step, Step::Rebind { .. });
-            let mut config = shared.config.lock().expect("config");
-            let plan = fix::plan(&config, &shared.store.snapshot().store, connections);
-            let mut store_result = Ok(());
-            shared
-                .store
-                .update(|s| store_result = fix::apply(&plan, &mut config, s));
-            let mut rebound: Vec<String> =
-                plan.rebinds.iter().map(|r| r.connection.clone()).collect();
-            let mut notes = Vec::new();
-            if live {
-                let credentials = shared.state.lock().expect("state").credentials.clone();
-                // Only swaps that happened count as rebound; the rest say why not.
-                rebound.clear();
-                for r in &plan.rebinds {
-                    match credentials.get(&r.connection).map(|c| c.rebind(&r.to)) {
-                        Some(Ok(_)) => rebound.push(r.connection.clone()),
-                        Some(Err(e)) => {
-                            notes.push(format!("{}: swap refused ({})", r.connection, e.reason()))
-                        }
-                        None => notes.push(format!(
-                            "{}: not running, takes effect at the next restart",
-                            r.connection
-                        )),
-                    }
-                }
-                if !rebound.is_empty() {
-                    shared.events.record(
-                        crate::eventlog::Event::new(
-                            ids::CONNECTION_REBOUND,
-                            now,
-                            Level::Information,
-                            server::log::SOURCE,
-                            format!(
-                                "Connections rebound live to the renewed certificate: {}.",
-                                rebound.join(", ")
-                            ),
-                        )
-                        .with("connections", rebound.clone()),
-                    );
-                }
-            }
-            if let Err(e) = store_result {
-                notes.push(format!("store refused the change ({})", store_reason(&e)));
-            }
-            rebound.sort();
-            let what = if live {
-                "live rebind"
-            } else {
-                "fix (Change Certificate)"
-            };
-            let scope = if connections.is_empty() {
-                "every connection".to_string()
-            } else {
-                connections.join(", ")
-            };
-            let mut line = format!(
-                "{what} on {scope}: rebound {}",
-                if rebound.is_empty() {
-                    "nothing".into()
-                } else {
-                    rebound.join(", ")
-                }
+            applied.push(
+                t,
+                StepKind::Restart,
+                "the administrator restarts the service".into(),
             );
-            if !plan.grants.is_empty() {
-                line.push_str(&format!("; {} granted read", plan.principal));
-            }
-            if !notes.is_empty() {
-                line.push_str(&format!(" ({})", notes.join("; ")));
-            }
-            applied.steps.push((t, line));
-            applied.fixes.push((t, live, rebound));
+        }
+        Step::Fix { connections, .. } => fix(connections, false, t, shared, applied),
+        Step::Rebind { connections, .. } => fix(connections, true, t, shared, applied),
+    }
+}
+
+/// Auto-enrollment renews the server certificate in the shared store.
+fn renew(
+    policy: crate::store::RenewalPolicy,
+    t: Duration,
+    seed: u64,
+    world: &World,
+    shared: &Shared2,
+    applied: &mut Applied,
+) {
+    let now = SIM_EPOCH + t;
+    let n = applied.steps.len();
+    let result = shared.store.update(|s| {
+        let current = s
+            .list(false)
+            .find(|c| c.info.issuer == world.pki.issuing.info().subject)
+            .map(|c| c.thumbprint().clone())
+            .expect("the server certificate is in the store");
+        let serial = Serial::derive(format!("{seed}/renewal/{n}").as_bytes());
+        s.renew(&current, policy, &world.pki.issuing, now, serial)
+    });
+    let what = match result {
+        Ok(r) => {
+            shared
+                .events
+                .record(crate::deployment::renewal_event(&r, now));
+            applied.renewal_at.get_or_insert(t);
+            format!(
+                "auto-enrollment renews the certificate ({policy}): serial {} -> {}",
+                r.old_serial, r.new_serial
+            )
+        }
+        // Reasons only: error texts carry thumbprints, which differ between runs.
+        Err(e) => format!("renewal failed ({})", store_reason(&e)),
+    };
+    applied.push(t, StepKind::Renewal, what);
+}
+
+/// "Change Certificate" on `connections` (all when empty); with `live`, also swap the running
+/// credentials at once.
+fn fix(connections: &[String], live: bool, t: Duration, shared: &Shared2, applied: &mut Applied) {
+    let mut config = shared.config.lock().expect("config");
+    let plan = fix::plan(&config, &shared.store.snapshot().store, connections);
+    let mut store_result = Ok(());
+    shared
+        .store
+        .update(|s| store_result = fix::apply(&plan, &mut config, s));
+    drop(config);
+    let (mut rebound, mut notes) = if live {
+        rebind_live(&plan, SIM_EPOCH + t, shared)
+    } else {
+        let rebound = plan.rebinds.iter().map(|r| r.connection.clone()).collect();
+        (rebound, Vec::new())
+    };
+    if let Err(e) = store_result {
+        notes.push(format!("store refused the change ({})", store_reason(&e)));
+    }
+    rebound.sort();
+    let what = if live {
+        "live rebind"
+    } else {
+        "fix (Change Certificate)"
+    };
+    let scope = if connections.is_empty() {
+        "every connection".to_string()
+    } else {
+        connections.join(", ")
+    };
+    let mut line = format!(
+        "{what} on {scope}: rebound {}",
+        if rebound.is_empty() {
+            "nothing".into()
+        } else {
+            rebound.join(", ")
+        }
+    );
+    if !plan.grants.is_empty() {
+        line.push_str(&format!("; {} granted read", plan.principal));
+    }
+    if !notes.is_empty() {
+        line.push_str(&format!(" ({})", notes.join("; ")));
+    }
+    let kind = if live {
+        StepKind::Rebind
+    } else {
+        StepKind::Fix
+    };
+    applied.push(t, kind, line);
+    applied.fixes.push(AppliedFix {
+        at: t,
+        live,
+        rebound,
+    });
+}
+
+/// The live half of a rebind: swaps the running service's credentials to the plan's targets
+/// and logs 14370 for those swapped. Returns the connections swapped and a note for each that
+/// was not. (At merge this becomes a call to the server's own `Running::rebind`.)
+fn rebind_live(
+    plan: &fix::FixPlan,
+    now: time::OffsetDateTime,
+    shared: &Shared2,
+) -> (Vec<String>, Vec<String>) {
+    let credentials = shared.state.lock().expect("state").credentials.clone();
+    let mut rebound = Vec::new();
+    let mut notes = Vec::new();
+    for r in &plan.rebinds {
+        match credentials.get(&r.connection).map(|c| c.rebind(&r.to)) {
+            Some(Ok(_)) => rebound.push(r.connection.clone()),
+            Some(Err(e)) => notes.push(format!("{}: swap refused ({})", r.connection, e.reason())),
+            None => notes.push(format!(
+                "{}: not running, takes effect at the next restart",
+                r.connection
+            )),
         }
     }
+    if !rebound.is_empty() {
+        shared.events.record(
+            crate::eventlog::Event::new(
+                ids::CONNECTION_REBOUND,
+                now,
+                Level::Information,
+                server::log::SOURCE,
+                format!(
+                    "Connections rebound live to the renewed certificate: {}.",
+                    rebound.join(", ")
+                ),
+            )
+            .with("connections", rebound.clone()),
+        );
+    }
+    (rebound, notes)
 }
 
 /// A short, run-independent reason for a store error (its text may carry thumbprints).
@@ -527,13 +574,9 @@ impl GroupPolicy {
                 && now - c.info.not_before >= lifetime * self.config.threshold
         });
         if due {
-            let step = Step::Renew {
-                at: t,
-                policy: self.config.policy,
-            };
-            apply(&step, t, seed, world, shared, applied);
-            if let Some((_, line)) = applied.steps.last_mut() {
-                *line = format!("Group Policy refresh: {line}");
+            renew(self.config.policy, t, seed, world, shared, applied);
+            if let Some(step) = applied.steps.last_mut() {
+                step.what = format!("Group Policy refresh: {}", step.what);
             }
         }
     }

@@ -37,8 +37,8 @@ pub const BUILTINS: [(&str, &str); 5] = [
     ),
 ];
 
-/// The connection and route ids of the simulated deployment, which steps may name.
-pub const CONNECTION_IDS: [&str; 4] = ["tls-5061", "mtls-5062", "tcp-5060", "route-fabrikam.com"];
+use super::world::CERTIFICATE_CONNECTIONS;
+pub use super::world::CONNECTION_IDS;
 
 /// A scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +129,13 @@ pub struct Users {
     /// idle timeouts, network changes, laptops closing.
     #[serde(deserialize_with = "duration")]
     pub connection_lifetime: Duration,
+    /// No connection outlives this (default 1 h): the exponential lifetime is cut here. Every
+    /// Messenger connection ends sooner or later (the laptop sleeps, the user signs out, a NAT
+    /// or VPN gateway ends the session, Wi-Fi roams), which is what the KB's "declines and
+    /// eventually reaches zero" rests on; an unbounded exponential lets one connection in a few
+    /// thousand outlive a whole scenario.
+    #[serde(deserialize_with = "duration")]
+    pub connection_max_lifetime: Duration,
     /// Registration expiry asked for; refreshed at half (default 600 s).
     pub register_expires: u32,
     /// First reconnection delay after a failure (default 1 s); doubles up to `backoff_max`.
@@ -147,6 +154,7 @@ impl Default for Users {
             message_interval: Duration::from_secs(300),
             federated_share: 0.3,
             connection_lifetime: Duration::from_secs(600),
+            connection_max_lifetime: Duration::from_secs(3600),
             register_expires: 600,
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
@@ -176,12 +184,19 @@ pub struct Federation {
     /// exponential). Our server must then reconnect, which is when a lost key bites the route.
     #[serde(deserialize_with = "duration")]
     pub connection_lifetime: Duration,
+    /// No route connection outlives this (default 20 min): the partner's edge recycles its
+    /// sessions, so our server has to reconnect the route while its users are still sending.
+    /// That reconnection is what fails after the renewal; with an unbounded lifetime one seed
+    /// in a few hundred keeps the old route until every user has gone, and no message queues.
+    #[serde(deserialize_with = "duration")]
+    pub connection_max_lifetime: Duration,
 }
 
 impl Default for Federation {
     fn default() -> Self {
         Self {
             connection_lifetime: Duration::from_secs(600),
+            connection_max_lifetime: Duration::from_secs(1200),
         }
     }
 }
@@ -294,16 +309,6 @@ impl Step {
             | Step::Rebind { at, .. } => *at,
         }
     }
-
-    /// The action's name as the file spells it.
-    pub fn action(&self) -> &'static str {
-        match self {
-            Step::Renew { .. } => "renew",
-            Step::Restart { .. } => "restart",
-            Step::Fix { .. } => "fix",
-            Step::Rebind { .. } => "rebind",
-        }
-    }
 }
 
 /// What must hold at the end of the run. Every key given becomes one check.
@@ -371,146 +376,63 @@ impl Scenario {
 
     /// Checks what the schema cannot.
     pub fn validate(&self, path: &Path) -> Result<(), ScenarioError> {
-        let invalid = |field: String, message: String| {
+        let invalid = |field: &str, message: String| {
             ScenarioError::File(input::invalid(path, field, message))
         };
-        if self.duration < Duration::from_secs(1)
-            || self.duration > Duration::from_secs(7 * 24 * 3600)
-        {
-            return Err(invalid(
-                "duration".into(),
-                "must be between 1s and 7 days".into(),
-            ));
+        self.validate_run().map_err(|(f, m)| invalid(&f, m))?;
+        self.users.validate().map_err(|(f, m)| invalid(&f, m))?;
+        if let Some(a) = &self.autoenrollment {
+            a.validate().map_err(|(f, m)| invalid(&f, m))?;
+        }
+        self.validate_steps().map_err(|(f, m)| invalid(&f, m))?;
+        self.expect.validate().map_err(|(f, m)| invalid(&f, m))
+    }
+
+    /// The run's own settings: duration, sampling, tick, server, federation.
+    fn validate_run(&self) -> Result<(), Invalid> {
+        if self.duration < Duration::from_secs(1) || self.duration > WEEK {
+            return bad("duration", "must be between 1s and 7 days");
         }
         if self.sample_interval < Duration::from_secs(1) {
-            return Err(invalid(
-                "sample_interval".into(),
-                "must be at least 1s".into(),
-            ));
+            return bad("sample_interval", "must be at least 1s");
         }
-        let u = &self.users;
-        if u.count == 0 || u.count > 10_000 {
-            return Err(invalid(
-                "users.count".into(),
-                format!("{} is out of range 1..=10000", u.count),
-            ));
-        }
-        if u.hosts == 0 || u.hosts > u.count || u.hosts > 64 {
-            return Err(invalid(
-                "users.hosts".into(),
-                format!(
-                    "{} must be between 1 and min(users.count, 64); few hosts are much faster",
-                    u.hosts
-                ),
-            ));
-        }
-        if !(0.0..=1.0).contains(&u.federated_share) {
-            return Err(invalid(
-                "users.federated_share".into(),
-                format!("{} is not a share between 0 and 1", u.federated_share),
-            ));
-        }
-        for (name, d) in [
-            ("users.message_interval", u.message_interval),
-            ("users.connection_lifetime", u.connection_lifetime),
-            ("users.backoff_initial", u.backoff_initial),
-        ] {
-            if d < Duration::from_millis(100) {
-                return Err(invalid(name.into(), "must be at least 100ms".into()));
-            }
-        }
-        const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
-        for (name, d) in [
-            ("sample_interval", self.sample_interval),
-            ("users.message_interval", u.message_interval),
-            ("users.connection_lifetime", u.connection_lifetime),
-            ("users.backoff_initial", u.backoff_initial),
-            ("users.backoff_max", u.backoff_max),
-            (
-                "federation.connection_lifetime",
-                self.federation.connection_lifetime,
-            ),
-        ] {
-            if d > WEEK {
-                return Err(invalid(
-                    name.into(),
-                    format!("{d:?} is longer than the 7-day limit"),
-                ));
-            }
-        }
-        if u.backoff_max < u.backoff_initial {
-            return Err(invalid(
-                "users.backoff_max".into(),
-                "must not be shorter than users.backoff_initial".into(),
-            ));
-        }
-        if !(60..=3600).contains(&u.register_expires) {
-            return Err(invalid(
-                "users.register_expires".into(),
-                format!(
-                    "{} is outside the server's bounds 60..=3600",
-                    u.register_expires
-                ),
-            ));
-        }
+        at_most_a_week("sample_interval", self.sample_interval)?;
         if self.network.tick < Duration::from_millis(1)
             || self.network.tick > Duration::from_secs(1)
         {
-            return Err(invalid(
-                "network.tick".into(),
-                "must be between 1ms and 1s".into(),
-            ));
+            return bad("network.tick", "must be between 1ms and 1s");
         }
-        if self.federation.connection_lifetime < Duration::from_secs(1) {
-            return Err(invalid(
-                "federation.connection_lifetime".into(),
-                "must be at least 1s".into(),
-            ));
+        let lifetime = self.federation.connection_lifetime;
+        if lifetime < Duration::from_secs(1) {
+            return bad("federation.connection_lifetime", "must be at least 1s");
         }
-        if let Some(a) = &self.autoenrollment {
-            if a.lifetime < Duration::from_secs(3600)
-                || a.lifetime > Duration::from_secs(20 * 365 * 86_400)
-            {
-                return Err(invalid(
-                    "autoenrollment.lifetime".into(),
-                    "must be between 1h and 20 years".into(),
-                ));
-            }
-            if a.certificate_age >= a.lifetime {
-                return Err(invalid("autoenrollment.certificate_age".into(), "must be shorter than the lifetime (an expired certificate is another incident)".into()));
-            }
-            if !(0.05..1.0).contains(&a.threshold) {
-                return Err(invalid(
-                    "autoenrollment.threshold".into(),
-                    format!(
-                        "{} must be a share of the lifetime between 0.05 and 1",
-                        a.threshold
-                    ),
-                ));
-            }
-            if a.refresh < Duration::from_secs(60) {
-                return Err(invalid(
-                    "autoenrollment.refresh".into(),
-                    "must be at least 1m".into(),
-                ));
-            }
+        at_most_a_week("federation.connection_lifetime", lifetime)?;
+        let max = self.federation.connection_max_lifetime;
+        at_most_a_week("federation.connection_max_lifetime", max)?;
+        if max < lifetime {
+            return bad(
+                "federation.connection_max_lifetime",
+                "must not be shorter than federation.connection_lifetime (the mean)",
+            );
         }
         if self.server.t1_ms == 0 || self.server.t1_ms > 10_000 {
-            return Err(invalid(
+            return Err((
                 "server.t1_ms".into(),
                 format!("{} is out of range 1..=10000", self.server.t1_ms),
             ));
         }
+        Ok(())
+    }
+
+    /// Steps in time order, inside the run, naming connections that use a certificate.
+    fn validate_steps(&self) -> Result<(), Invalid> {
         let mut last = Duration::ZERO;
         for (i, step) in self.steps.iter().enumerate() {
             if step.at() < last {
-                return Err(invalid(
-                    format!("step[{i}].at"),
-                    "steps must be in time order".into(),
-                ));
+                return bad(&format!("step[{i}].at"), "steps must be in time order");
             }
             if step.at() >= self.duration {
-                return Err(invalid(
+                return Err((
                     format!("step[{i}].at"),
                     format!(
                         "{:?} is not before the end of the run ({:?})",
@@ -520,50 +442,196 @@ impl Scenario {
                 ));
             }
             last = step.at();
-            if let Step::Fix { connections, .. } | Step::Rebind { connections, .. } = step {
-                for c in connections {
-                    if !CONNECTION_IDS.contains(&c.as_str()) || c == "tcp-5060" {
-                        return Err(invalid(
-                            format!("step[{i}].connections"),
-                            format!(
-                                "`{c}` is not a connection that uses a certificate; use tls-5061, mtls-5062 or route-fabrikam.com"
-                            ),
-                        ));
-                    }
-                }
+            if let Step::Fix { connections, .. } | Step::Rebind { connections, .. } = step
+                && let Some(c) = connections
+                    .iter()
+                    .find(|c| !CERTIFICATE_CONNECTIONS.contains(&c.as_str()))
+            {
+                return Err((
+                    format!("step[{i}].connections"),
+                    format!(
+                        "`{c}` is not a connection that uses a certificate; use {}",
+                        CERTIFICATE_CONNECTIONS.join(", ")
+                    ),
+                ));
             }
         }
-        if let Some(unfixed) = &self.expect.unfixed {
-            for c in unfixed {
-                if !CONNECTION_IDS.contains(&c.as_str()) {
-                    return Err(invalid(
-                        "expect.unfixed".into(),
-                        format!(
-                            "`{c}` is not a connection id ({})",
-                            CONNECTION_IDS.join(", ")
-                        ),
-                    ));
-                }
+        Ok(())
+    }
+}
+
+/// A field and what is wrong with it.
+type Invalid = (String, String);
+
+const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn bad(field: &str, message: &str) -> Result<(), Invalid> {
+    Err((field.into(), message.into()))
+}
+
+fn at_most_a_week(field: &str, d: Duration) -> Result<(), Invalid> {
+    if d > WEEK {
+        return Err((
+            field.into(),
+            format!("{d:?} is longer than the 7-day limit"),
+        ));
+    }
+    Ok(())
+}
+
+impl Users {
+    fn validate(&self) -> Result<(), Invalid> {
+        let u = self;
+        if u.count == 0 || u.count > 10_000 {
+            return Err((
+                "users.count".into(),
+                format!("{} is out of range 1..=10000", u.count),
+            ));
+        }
+        if u.hosts == 0 || u.hosts > u.count || u.hosts > 64 {
+            return Err((
+                "users.hosts".into(),
+                format!(
+                    "{} must be between 1 and min(users.count, 64); few hosts are much faster",
+                    u.hosts
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&u.federated_share) {
+            return Err((
+                "users.federated_share".into(),
+                format!("{} is not a share between 0 and 1", u.federated_share),
+            ));
+        }
+        for (name, d) in [
+            ("users.message_interval", u.message_interval),
+            ("users.connection_lifetime", u.connection_lifetime),
+            ("users.connection_max_lifetime", u.connection_max_lifetime),
+            ("users.backoff_initial", u.backoff_initial),
+        ] {
+            if d < Duration::from_millis(100) {
+                return bad(name, "must be at least 100ms");
             }
         }
-        if let Some(cause) = &self.expect.restart_failure_cause
-            && !matches!(
-                cause.as_str(),
-                "key_access_denied" | "certificate_not_found"
-            )
-        {
-            return Err(invalid(
-                "expect.restart_failure_cause".into(),
-                format!("`{cause}`: use key_access_denied or certificate_not_found"),
+        for (name, d) in [
+            ("users.message_interval", u.message_interval),
+            ("users.connection_lifetime", u.connection_lifetime),
+            ("users.connection_max_lifetime", u.connection_max_lifetime),
+            ("users.backoff_initial", u.backoff_initial),
+            ("users.backoff_max", u.backoff_max),
+        ] {
+            at_most_a_week(name, d)?;
+        }
+        if u.connection_max_lifetime < u.connection_lifetime {
+            return bad(
+                "users.connection_max_lifetime",
+                "must not be shorter than users.connection_lifetime (the mean)",
+            );
+        }
+        if u.backoff_max < u.backoff_initial {
+            return bad(
+                "users.backoff_max",
+                "must not be shorter than users.backoff_initial",
+            );
+        }
+        if !(60..=3600).contains(&u.register_expires) {
+            return Err((
+                "users.register_expires".into(),
+                format!(
+                    "{} is outside the server's bounds 60..=3600",
+                    u.register_expires
+                ),
             ));
         }
         Ok(())
     }
 }
 
+impl AutoEnrollment {
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.lifetime < Duration::from_secs(3600)
+            || self.lifetime > Duration::from_secs(20 * 365 * 86_400)
+        {
+            return bad("autoenrollment.lifetime", "must be between 1h and 20 years");
+        }
+        if self.certificate_age >= self.lifetime {
+            return bad(
+                "autoenrollment.certificate_age",
+                "must be shorter than the lifetime (an expired certificate is another incident)",
+            );
+        }
+        if !(0.05..1.0).contains(&self.threshold) {
+            return Err((
+                "autoenrollment.threshold".into(),
+                format!(
+                    "{} must be a share of the lifetime between 0.05 and 1",
+                    self.threshold
+                ),
+            ));
+        }
+        if self.refresh < Duration::from_secs(60) {
+            return bad("autoenrollment.refresh", "must be at least 1m");
+        }
+        Ok(())
+    }
+}
+
+impl Expectations {
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Some(c) = self
+            .unfixed
+            .iter()
+            .flatten()
+            .find(|c| !CONNECTION_IDS.contains(&c.as_str()))
+        {
+            return Err((
+                "expect.unfixed".into(),
+                format!(
+                    "`{c}` is not a connection id ({})",
+                    CONNECTION_IDS.join(", ")
+                ),
+            ));
+        }
+        if let Some(cause) = &self.restart_failure_cause
+            && !RESTART_FAILURE_CAUSES.contains(&cause.as_str())
+        {
+            return Err((
+                "expect.restart_failure_cause".into(),
+                format!("`{cause}`: use {}", RESTART_FAILURE_CAUSES.join(" or ")),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The causes a failed TLS start can have in this deployment (`CredentialError::reason`).
+pub const RESTART_FAILURE_CAUSES: [&str; 2] = ["key_access_denied", "certificate_not_found"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The causes a scenario may expect are the server's own names for them.
+    #[test]
+    fn restart_failure_causes_are_the_credential_errors_reasons() {
+        use crate::server::CredentialError;
+        let world = super::super::world::build(1, 500, Duration::ZERO, WEEK).unwrap();
+        let (_, reference) = world.config.cert_refs().next().unwrap();
+        let thumbprint = world.store.list(false).next().unwrap().thumbprint().clone();
+        let reasons = [
+            CredentialError::KeyAccessDenied {
+                thumbprint,
+                principal: "RTCService".into(),
+            }
+            .reason(),
+            CredentialError::NotFound {
+                reference: reference.clone(),
+                archived_as: None,
+            }
+            .reason(),
+        ];
+        assert_eq!(reasons, RESTART_FAILURE_CAUSES);
+    }
 
     #[test]
     fn builtins_parse() {

@@ -2,8 +2,14 @@
 //!
 //! Connects over TLS (verifying the chain and `lcs01.contoso.com`), registers and refreshes,
 //! sends MESSAGEs to local and federated users at random, answers incoming ones, drops its
-//! connection now and then (exponential lifetimes) and reconnects with capped exponential
-//! back-off. Every failure and every MESSAGE outcome goes to the recorder. All randomness comes
+//! connection now and then and reconnects with capped exponential back-off.
+//!
+//! Two bounds make the scenarios' verdicts hold on every seed, and both are how Messenger
+//! clients behaved: a connection lives an exponential time cut at
+//! `users.connection_max_lifetime` (laptops sleep, users sign out, NAT and VPN gateways end
+//! sessions: no connection lasts forever, which is why the KB's TLS count "eventually reaches
+//! zero"), and a user that cannot connect retries after at most `users.backoff_max` (with
+//! jitter), so once the server works again every user is back within that bound. Every failure and every MESSAGE outcome goes to the recorder. All randomness comes
 //! from the user's own RNG, seeded from the run's seed and the user's index, so a user behaves
 //! the same whatever the others do.
 
@@ -17,9 +23,9 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::record::{self, MessageRecord, Outcome, Shared, Target};
+use super::record::{self, FailedAttempt, MessageRecord, Outcome, Shared, Target};
 use super::scenario::Users;
-use super::world::{SERVER_HOST, SERVER_NAME, TLS_PORT};
+use super::world::{FEDERATED_DOMAIN, SERVER_HOST, SERVER_NAME, TLS_PORT};
 use crate::failure::ConnectFailure;
 use crate::sip::{Frame, Framer, Message, Method, RequestIds, Response, Uri, UserAgent};
 
@@ -50,9 +56,10 @@ pub async fn run(index: usize, ctx: UserContext) {
     tokio::time::sleep(Duration::from_millis(arrival)).await;
     let mut backoff = user.ctx.users.backoff_initial;
     while record::now() < user.ctx.end {
+        let started = record::now();
         match user.connect().await {
             Err(reason) => {
-                user.record_failure(reason);
+                user.record_failure(started, reason);
                 let jitter = user.rng.random_range(0.5..1.0);
                 user.sleep_capped(backoff.mul_f64(jitter)).await;
                 backoff = backoff.saturating_mul(2).min(user.ctx.users.backoff_max);
@@ -126,13 +133,18 @@ impl User {
         }
     }
 
-    fn record_failure(&self, reason: ConnectFailure) {
+    fn record_failure(&self, started: Duration, reason: ConnectFailure) {
         self.ctx
             .recorder
             .lock()
             .expect("recorder")
             .connect_failures
-            .push((record::now(), self.index, reason));
+            .push(FailedAttempt {
+                started,
+                at: record::now(),
+                user: self.index,
+                reason,
+            });
     }
 
     async fn sleep_capped(&self, d: Duration) {
@@ -170,7 +182,7 @@ impl User {
         if self.rng.random_bool(self.ctx.users.federated_share) {
             let k = self.rng.random_range(0..50);
             (
-                format!("sip:fed{k:02}@fabrikam.com")
+                format!("sip:fed{k:02}@{FEDERATED_DOMAIN}")
                     .parse()
                     .expect("valid"),
                 Target::Federated,
@@ -193,7 +205,9 @@ impl User {
     async fn session(&mut self, mut tls: Tls) -> SessionEnd {
         let now = Instant::from_std(crate::clock::monotonic_now());
         let t0 = record::now();
-        let lifetime = self.exp(self.ctx.users.connection_lifetime);
+        let lifetime = self
+            .exp(self.ctx.users.connection_lifetime)
+            .min(self.ctx.users.connection_max_lifetime);
         let refresh_every = Duration::from_secs(u64::from(self.ctx.users.register_expires / 2));
         let mut next_message = now + self.exp(self.ctx.users.message_interval);
         let mut next_refresh = now;
@@ -249,33 +263,28 @@ impl User {
                         Ok(n) => n,
                     };
                     framer.push(&buf[..n]);
+                    let mut replies = Vec::new();
                     while let Some(frame) = framer.pop() {
                         let Ok(Frame::Message(bytes)) = frame else { continue };
                         match crate::sip::parse_message(&bytes) {
                             Ok(Message::Response(r)) if r.status >= 200 => {
-                                let call_id = r.headers.call_id().unwrap_or_default().to_string();
-                                if register_call.as_deref() == Some(call_id.as_str()) {
-                                    if r.status == 200 && !registered {
-                                        registered = true;
-                                        self.ctx.recorder.lock().expect("recorder").registrations.push((record::now(), self.index));
-                                    }
-                                } else if let Some(p) = pending.remove(&call_id) {
-                                    self.finish(p, Outcome::Final(r.status));
+                                let call_id = r.headers.call_id().unwrap_or_default();
+                                if register_call.as_deref() == Some(call_id) {
+                                    registered |= self.on_register_response(r.status);
                                 } else {
-                                    self.ctx.recorder.lock().expect("recorder").duplicate_finals += 1;
+                                    self.on_final(pending.remove(call_id), r.status);
                                 }
                             }
                             Ok(Message::Request(req)) => {
-                                let status = if req.method == Method::Message { 200 } else { 405 };
                                 tag += 1;
-                                let resp = Response::for_request(&req, status).with_to_tag(&format!("u{}r{tag}", self.index));
-                                if tls.write_all(&resp.to_bytes()).await.is_err() {
-                                    self.connection_lost(pending);
-                                    return SessionEnd::ClosedByServer;
-                                }
+                                replies.extend(self.answer(&req, tag));
                             }
                             _ => {}
                         }
+                    }
+                    if !replies.is_empty() && tls.write_all(&replies).await.is_err() {
+                        self.connection_lost(pending);
+                        return SessionEnd::ClosedByServer;
                     }
                 }
                 () = tokio::time::sleep_until(wake) => {
@@ -309,6 +318,36 @@ impl User {
                 }
             }
         }
+    }
+
+    /// A final response to our REGISTER: every 200 (refreshes too) is recorded, so the report
+    /// can tell which users the server served after a fix. Returns whether it was a 200.
+    fn on_register_response(&self, status: u16) -> bool {
+        if status == 200 {
+            let mut r = self.ctx.recorder.lock().expect("recorder");
+            r.registrations.push((record::now(), self.index));
+        }
+        status == 200
+    }
+
+    /// A final response to a MESSAGE (`pending` is None when none is outstanding: a duplicate).
+    fn on_final(&self, pending: Option<Pending>, status: u16) {
+        match pending {
+            Some(p) => self.finish(p, Outcome::Final(status)),
+            None => self.ctx.recorder.lock().expect("recorder").duplicate_finals += 1,
+        }
+    }
+
+    /// The answer to a request from the server: 200 to a MESSAGE, 405 to anything else.
+    fn answer(&self, req: &crate::sip::Request, tag: u64) -> Vec<u8> {
+        let status = if req.method == Method::Message {
+            200
+        } else {
+            405
+        };
+        Response::for_request(req, status)
+            .with_to_tag(&format!("u{}r{tag}", self.index))
+            .to_bytes()
     }
 
     fn finish(&self, p: Pending, outcome: Outcome) {

@@ -28,6 +28,21 @@ pub const TLS_PORT: u16 = 5061;
 pub const MTLS_PORT: u16 = 5062;
 /// TCP port.
 pub const TCP_PORT: u16 = 5060;
+/// The federated domain, reached over the route.
+pub const FEDERATED_DOMAIN: &str = "fabrikam.com";
+
+/// Id of the client-facing TLS listener (`Config::standard` names it `tls-{TLS_PORT}`).
+pub const TLS_ID: &str = "tls-5061";
+/// Id of the mutual-TLS listener.
+pub const MTLS_ID: &str = "mtls-5062";
+/// Id of the plain TCP listener.
+pub const TCP_ID: &str = "tcp-5060";
+/// Id of the route to the federated domain.
+pub const ROUTE_ID: &str = "route-fabrikam.com";
+/// Every connection and route id of the simulated deployment, which steps may name.
+pub const CONNECTION_IDS: [&str; 4] = [TLS_ID, MTLS_ID, TCP_ID, ROUTE_ID];
+/// The ones that use the server certificate (what a fix rebinds).
+pub const CERTIFICATE_CONNECTIONS: [&str; 3] = [TLS_ID, MTLS_ID, ROUTE_ID];
 
 /// Everything the simulation starts from.
 #[derive(Debug)]
@@ -108,7 +123,7 @@ pub fn build(seed: u64, t1_ms: u64, age: Duration, lifetime: Duration) -> Result
         },
         &cert_ref,
         [TLS_PORT, MTLS_PORT, TCP_PORT],
-        "fabrikam.com",
+        FEDERATED_DOMAIN,
         &format!("{PEER_HOST}:{MTLS_PORT}"),
     );
     config.sip = SipSettings {
@@ -130,4 +145,32 @@ pub fn build(seed: u64, t1_ms: u64, age: Duration, lifetime: Duration) -> Result
         peer_chain,
         peer_key: Arc::new(peer_key),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The named ids are the ones `Config::standard` generates, so a changed port or domain
+    /// fails here instead of silently turning a symptom false.
+    #[test]
+    fn connection_ids_match_the_configuration() {
+        let world = build(1, 500, Duration::ZERO, Duration::from_secs(365 * 86_400)).unwrap();
+        let mut ids: Vec<&str> = world
+            .config
+            .connections
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        ids.extend(world.config.routes.iter().map(|r| r.id.as_str()));
+        ids.sort_unstable();
+        let mut want = CONNECTION_IDS.to_vec();
+        want.sort_unstable();
+        assert_eq!(ids, want);
+        let mut with_cert: Vec<&str> = world.config.cert_refs().map(|(id, _)| id).collect();
+        with_cert.sort_unstable();
+        let mut want = CERTIFICATE_CONNECTIONS.to_vec();
+        want.sort_unstable();
+        assert_eq!(with_cert, want);
+    }
 }

@@ -4,8 +4,49 @@ use std::fmt::Write as _;
 
 use crate::sim::Report;
 
-fn hms(t: u64) -> String {
-    format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+use crate::sim::report::FixReport;
+use crate::sim::report::timeline::hms;
+
+/// The fix line: what was applied when, the restart that put it into effect (or that there was
+/// none), whether TLS listened, and how many users the server registered after it, and when.
+pub fn fix_line(f: &FixReport) -> String {
+    let how = if f.live {
+        format!("live rebind at {}", hms(f.applied_at))
+    } else {
+        match f.restart_at {
+            Some(r) => format!(
+                "Change Certificate at {}, restart at {}",
+                hms(f.applied_at),
+                hms(r)
+            ),
+            None => format!(
+                "Change Certificate at {}, no restart after it",
+                hms(f.applied_at)
+            ),
+        }
+    };
+    let back = match f.reconnected_at {
+        Some(t) => format!(
+            "{} of {} users registered again by {}",
+            f.clients_reconnected,
+            f.clients,
+            hms(t)
+        ),
+        None => format!("0 of {} users registered again", f.clients),
+    };
+    format!(
+        "Fix ({how}): rebound {}; TLS listener {}; {back}",
+        if f.rebound.is_empty() {
+            "nothing".into()
+        } else {
+            f.rebound.join(", ")
+        },
+        if f.listener_started {
+            "listening"
+        } else {
+            "NOT listening"
+        },
+    )
 }
 
 /// Renders the report.
@@ -65,28 +106,7 @@ pub fn render(r: &Report) -> String {
         );
     }
     if let Some(f) = &r.fix {
-        let _ = writeln!(
-            o,
-            "\nFix ({} at {}): rebound {}; TLS listener {}; {} of {} users registered again",
-            if f.live {
-                "live rebind"
-            } else {
-                "rebind + restart"
-            },
-            hms(f.effective_at),
-            if f.rebound.is_empty() {
-                "nothing".into()
-            } else {
-                f.rebound.join(", ")
-            },
-            if f.listener_started {
-                "listening"
-            } else {
-                "NOT listening"
-            },
-            f.clients_reconnected,
-            f.clients
-        );
+        let _ = writeln!(o, "\n{}", fix_line(f));
     }
     if !r.unfixed.is_empty() {
         let _ = writeln!(o, "Still failing at the end: {}", r.unfixed.join(", "));
