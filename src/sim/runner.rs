@@ -21,12 +21,13 @@ use super::world::{self, PEER_HOST, SERVER_HOST, World};
 use super::{peer, user};
 use crate::clock::{Clock, SIM_EPOCH};
 use crate::config::Config;
-use crate::eventlog::{EventSink, Level, MemoryLog, ids};
+use crate::eventlog::{EventSink, MemoryLog};
 use crate::fix;
 use crate::pki::{PkiError, Serial};
 use crate::server::metrics::MetricsSnapshot;
 use crate::server::{
-    self, Credential, LiveStore, Metrics, ServiceContext, ServiceOptions, StartFailure,
+    self, LiveStore, Metrics, RebindTarget, ServiceContext, ServiceHandle, ServiceOptions,
+    StartFailure,
 };
 
 /// How long after the end of the run the users may take to stop.
@@ -62,7 +63,8 @@ pub struct StartRecord {
 #[derive(Default)]
 struct ServerState {
     metrics: Option<Arc<Metrics>>,
-    credentials: BTreeMap<String, Arc<Credential>>,
+    /// The running instance's handle: its credentials and the server's own live rebind.
+    handle: Option<Arc<ServiceHandle>>,
     starts: Vec<StartRecord>,
     /// Counters of earlier instances, so totals survive restarts.
     carried: MetricsSnapshot,
@@ -307,15 +309,12 @@ async fn server_host(shared: Arc<Shared2>, world: Arc<World>) -> turmoil::Result
         };
         let running = server::start(TurmoilNet, ctx, options).await;
         let logged: Vec<_> = shared.events.events().split_off(logged_before);
-        let causes = logged
+        // The cause of each connection that did not start, typed by the server (the reason its
+        // 14352 event names).
+        let causes = running
+            .failed
             .iter()
-            .filter(|e| e.id == ids::CERTIFICATE_UNAVAILABLE)
-            .filter_map(|e| {
-                Some((
-                    e.details.get("connection")?.as_str()?.to_string(),
-                    e.details.get("reason")?.as_str()?.to_string(),
-                ))
-            })
+            .map(|f| (f.id.clone(), f.cause.reason().to_string()))
             .collect();
         {
             let mut state = shared.state.lock().expect("state");
@@ -327,7 +326,7 @@ async fn server_host(shared: Arc<Shared2>, world: Arc<World>) -> turmoil::Result
                 causes,
             });
             state.metrics = Some(running.metrics.clone());
-            state.credentials = running.credentials.clone();
+            state.handle = Some(running.handle());
         }
         if restarts.changed().await.is_err() {
             std::future::pending::<()>().await;
@@ -432,7 +431,7 @@ fn fix(connections: &[String], live: bool, t: Duration, shared: &Shared2, applie
         .update(|s| store_result = fix::apply(&plan, &mut config, s));
     drop(config);
     let (mut rebound, mut notes) = if live {
-        rebind_live(&plan, SIM_EPOCH + t, shared)
+        rebind_live(&plan, shared)
     } else {
         let rebound = plan.rebinds.iter().map(|r| r.connection.clone()).collect();
         (rebound, Vec::new())
@@ -478,43 +477,40 @@ fn fix(connections: &[String], live: bool, t: Duration, shared: &Shared2, applie
     });
 }
 
-/// The live half of a rebind: swaps the running service's credentials to the plan's targets
-/// and logs 14370 for those swapped. Returns the connections swapped and a note for each that
-/// was not. (At merge this becomes a call to the server's own `Running::rebind`.)
-fn rebind_live(
-    plan: &fix::FixPlan,
-    now: time::OffsetDateTime,
-    shared: &Shared2,
-) -> (Vec<String>, Vec<String>) {
-    let credentials = shared.state.lock().expect("state").credentials.clone();
-    let mut rebound = Vec::new();
+/// The live half of a rebind: the running service's own [`ServiceHandle::rebind`] (the
+/// operation `serve`'s `POST /rebind` runs), which validates every new credential before it
+/// swaps any and logs 14370 or 14372 itself. A rebind is all or nothing, so only connections
+/// the service is running are asked for; the rest take effect at the next restart. Returns the
+/// connections swapped and a note for each that was not.
+fn rebind_live(plan: &fix::FixPlan, shared: &Shared2) -> (Vec<String>, Vec<String>) {
+    let handle = shared.state.lock().expect("state").handle.clone();
     let mut notes = Vec::new();
+    let mut targets = Vec::new();
     for r in &plan.rebinds {
-        match credentials.get(&r.connection).map(|c| c.rebind(&r.to)) {
-            Some(Ok(_)) => rebound.push(r.connection.clone()),
-            Some(Err(e)) => notes.push(format!("{}: swap refused ({})", r.connection, e.reason())),
-            None => notes.push(format!(
+        if handle
+            .as_ref()
+            .is_some_and(|h| h.credentials.contains_key(&r.connection))
+        {
+            targets.push(RebindTarget::from(r));
+        } else {
+            notes.push(format!(
                 "{}: not running, takes effect at the next restart",
                 r.connection
-            )),
+            ));
         }
     }
-    if !rebound.is_empty() {
-        shared.events.record(
-            crate::eventlog::Event::new(
-                ids::CONNECTION_REBOUND,
-                now,
-                Level::Information,
-                server::log::SOURCE,
-                format!(
-                    "Connections rebound live to the renewed certificate: {}.",
-                    rebound.join(", ")
-                ),
-            )
-            .with("connections", rebound.clone()),
-        );
+    let Some(handle) = handle.filter(|_| !targets.is_empty()) else {
+        return (Vec::new(), notes);
+    };
+    match handle.rebind(&targets) {
+        Ok(done) => (done.into_iter().map(|d| d.connection).collect(), notes),
+        Err(refused) => {
+            for r in refused {
+                notes.push(format!("{}: swap refused ({})", r.connection(), r.reason()));
+            }
+            (Vec::new(), notes)
+        }
     }
-    (rebound, notes)
 }
 
 /// A short, run-independent reason for a store error (its text may carry thumbprints).
@@ -624,8 +620,9 @@ fn unfixed(shared: &Shared2, state: &ServerState) -> Vec<String> {
             last.listening.iter().any(|l| l == id) || config.routes.iter().any(|r| r.id == id);
         let works_now = started
             && state
-                .credentials
-                .get(id)
+                .handle
+                .as_ref()
+                .and_then(|h| h.credentials.get(id))
                 .is_some_and(|c| c.certified_key().is_ok());
         // It must also survive the next restart: the configured reference must name an active
         // certificate whose key the service can open.
