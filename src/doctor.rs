@@ -29,7 +29,7 @@ use crate::config::{CertRef, Config};
 use crate::eventlog::{Event, ids};
 use crate::pki::{Serial, Thumbprint};
 use crate::store::{Store, StoredCert};
-use running::RunningCerts;
+use running::{RunningCerts, RunningConnection};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -79,6 +79,9 @@ pub enum Code {
     UnknownCertificate,
     /// The running server holds a different certificate than `lcs.toml` names.
     RunningDiffers,
+    /// The connection did not start in the running server (its port was taken, or its
+    /// certificate could not be acquired at start): only a restart of `serve` starts it.
+    NotStarted,
 }
 
 impl Code {
@@ -96,6 +99,7 @@ impl Code {
             Code::ChainUntrusted => "chain_untrusted",
             Code::UnknownCertificate => "unknown_certificate",
             Code::RunningDiffers => "running_differs",
+            Code::NotStarted => "not_started",
         }
     }
 }
@@ -512,8 +516,10 @@ fn running_findings(
     let Some(conn) = running.connections.iter().find(|c| c.id == id) else {
         return Vec::new();
     };
+    if conn.state.as_deref() == Some("not_started") {
+        return vec![not_started(inputs, running, conn)];
+    }
     let Some(bound) = &conn.bound else {
-        // Not started: the configured reference's findings say why.
         return Vec::new();
     };
     if bound.serial == reference.serial && bound.issuer == reference.issuer {
@@ -557,6 +563,26 @@ fn running_findings(
         });
     }
     out
+}
+
+/// A connection the running server did not start: the files may be fine (a `fix` since), but
+/// nothing listens or dials until `serve` restarts.
+fn not_started(inputs: &Inputs<'_>, running: &RunningCerts, conn: &RunningConnection) -> Finding {
+    let why = conn
+        .start_error
+        .as_deref()
+        .map_or(String::new(), |e| format!(" ({e})"));
+    Finding {
+        severity: Severity::Error,
+        code: Code::NotStarted,
+        connection: conn.id.clone(),
+        certificate: None,
+        message: format!(
+            "the running server (pid {}, admin {}) did not start {}{why}: nothing serves it until serve restarts; stop that server first (kill -TERM {}), then start it again",
+            running.pid, running.admin, conn.id, running.pid
+        ),
+        remedy: format!("lcs-sim serve {}", inputs.dir()),
+    }
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {

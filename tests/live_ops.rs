@@ -257,12 +257,13 @@ fn fix_live_without_a_server_exits_2_with_a_hint_and_changes_nothing() {
 }
 
 #[test]
-fn fix_live_exits_1_when_the_server_refuses_a_connection_that_did_not_start() {
+fn fix_live_and_doctor_report_a_connection_that_did_not_start_instead_of_claiming_success() {
     if !peers() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut config = Config::load(&dir.join("lcs.toml")).unwrap();
     config.connections[1].port = taken.local_addr().unwrap().port();
@@ -279,33 +280,57 @@ fn fix_live_exits_1_when_the_server_refuses_a_connection_that_did_not_start() {
         body.contains("mtls-5062") && body.contains("address_in_use"),
         "{body}"
     );
+    let (_, certs) = curl("GET", &url(&serve, "/certs"), None);
+    assert!(
+        certs.contains("\"start_error\":\"address_in_use\""),
+        "{certs}"
+    );
+
+    // Nothing to swap: the connection that did not start is reported, not skipped.
+    let (code, body) = curl("POST", &url(&serve, "/rebind"), None);
+    assert_eq!(code, 200, "{body}");
+    let results = json(&body)["results"].clone();
+    let mtls = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["connection"] == "mtls-5062")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(mtls["status"], "not_started", "{body}");
+    assert_eq!(mtls["reason"], "address_in_use", "{body}");
 
     lcs_ok(&[
         "store",
         "renew",
-        dir.to_str().unwrap(),
+        d,
         &thumbprint(&dir),
         "--policy",
         "new-key-keep-acl",
     ]);
-    let out = lcs(&[
-        "fix",
-        dir.to_str().unwrap(),
-        "--live",
-        "--connection",
-        "mtls-5062",
-    ]);
+    for scope in [&["--connection", "mtls-5062"][..], &[][..]] {
+        let out = lcs(&[&["fix", d, "--live"][..], scope].concat());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("mtls-5062")
+                && stdout.contains("not started (address_in_use): restart serve (lcs-sim serve"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("Fixed live"), "{stdout}");
+    }
+    let out = lcs(&["doctor", d]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("REFUSED") && stdout.contains("not_running"),
+        stdout.contains("not_started") && stdout.contains("mtls-5062"),
         "{stdout}"
     );
+    assert!(!stdout.contains("No problems"), "{stdout}");
 }
 
 #[test]

@@ -32,6 +32,7 @@ Codes (errors unless marked):
   chain_untrusted           does not chain to DIR/ca.pem
   unknown_certificate       lcs.toml names a certificate the store does not have
   running_differs           (warning) the running server holds another certificate
+  not_started               the running server did not start the connection: restart serve
 
 Exit status: 0 no errors (with --strict: no warnings either), 1 findings, 2 bad input.
 

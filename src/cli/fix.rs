@@ -22,7 +22,7 @@ use super::{CmdResult, Failure};
 /// fix it.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 not fixed (a certificate outside its validity; with --live: the running\nserver refused the swap, nothing was swapped); 2 bad input, or (--live) no server runs on DIR\n(nothing was changed)."
+    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 not fixed (a certificate outside its validity; with --live: the running\nserver refused the swap, nothing was swapped, or a connection did not start in it: restart serve); 2 bad input, or (--live) no server runs on DIR\n(nothing was changed)."
 )]
 pub struct FixArgs {
     /// The deployment folder.
@@ -199,6 +199,7 @@ fn run_live(args: &FixArgs) -> CmdResult {
     } else {
         print_plan(&outcome.plan);
     }
+    let serve = format!("lcs-sim serve {}", args.dir.display());
     for r in &outcome.response.results {
         let serials = match (&r.from, &r.to) {
             (Some(f), Some(t)) => format!("serial {} -> {}", f.serial, t.serial),
@@ -208,6 +209,14 @@ fn run_live(args: &FixArgs) -> CmdResult {
             RebindStatus::Rebound => "rebound",
             RebindStatus::Unchanged => "unchanged",
             RebindStatus::Refused => "REFUSED",
+            RebindStatus::NotStarted => {
+                let why = r.reason.as_deref().unwrap_or("not_started");
+                outln!(
+                    "live   {:<20} not started ({why}): restart serve ({serve})",
+                    r.connection
+                );
+                continue;
+            }
         };
         let why = match (&r.reason, &r.message) {
             (Some(reason), Some(m)) => format!("({reason}) {m}"),
@@ -223,8 +232,24 @@ fn run_live(args: &FixArgs) -> CmdResult {
             ),
         });
     }
-    outln!(
-        "Fixed live: new handshakes present the renewed certificate; open connections carry on."
-    );
+    let not_started = outcome.not_started();
+    if !not_started.is_empty() {
+        return Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!(
+                "not fixed live: {} did not start in the running server; stop it and restart: {serve}",
+                not_started.join(", ")
+            ),
+        });
+    }
+    if outcome.rebound_any() {
+        outln!(
+            "Fixed live: new handshakes present the renewed certificate; open connections carry on."
+        );
+    } else {
+        outln!(
+            "Nothing changed live: the running server already presents the configured certificates."
+        );
+    }
     Ok(())
 }

@@ -60,6 +60,9 @@ pub struct RunningConnection {
     /// Why not, as the server words it.
     #[serde(default)]
     pub key_error: Option<String>,
+    /// Why it did not start (`state: not_started`), as a stable name.
+    #[serde(default)]
+    pub start_error: Option<String>,
 }
 
 /// What a running server holds.

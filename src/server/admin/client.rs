@@ -41,6 +41,24 @@ impl LiveFixOutcome {
                 .iter()
                 .any(|r| r.status == RebindStatus::Refused)
     }
+
+    /// The connections that did not start in the running server (only a restart helps).
+    pub fn not_started(&self) -> Vec<&str> {
+        self.response
+            .results
+            .iter()
+            .filter(|r| r.status == RebindStatus::NotStarted)
+            .map(|r| r.connection.as_str())
+            .collect()
+    }
+
+    /// Whether the server swapped any connection to another certificate.
+    pub fn rebound_any(&self) -> bool {
+        self.response
+            .results
+            .iter()
+            .any(|r| r.status == RebindStatus::Rebound)
+    }
 }
 
 /// Why `fix --live` could not be done.

@@ -156,6 +156,11 @@ pub fn certs_report(handle: &ServiceHandle, on_disk: Option<&Config>) -> CertsRe
                 Some(Err(e)) => Some(e.reason().into()),
                 _ => None,
             },
+            start_error: handle
+                .failed
+                .iter()
+                .find(|f| f.id == id)
+                .map(|f| f.cause.reason().to_owned()),
             configured: differs.map(|r| ConfiguredRef {
                 issuer: r.issuer,
                 serial: r.serial.to_string(),
@@ -227,8 +232,9 @@ fn error(code: StatusCode, message: String) -> Response {
     (code, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-/// The rebind of `POST /rebind`: each connection asked for (default: each whose lcs.toml
-/// reference differs from its bound certificate) to its lcs.toml reference, all or nothing.
+/// The rebind of `POST /rebind`: each connection asked for (default: each that uses a
+/// certificate) to its lcs.toml reference, all or nothing. A connection that did not start is
+/// reported `not_started` (a restart is the only help) and does not hold back the others.
 pub fn rebind_to_configured(
     handle: &ServiceHandle,
     config: &Config,
@@ -239,9 +245,28 @@ pub fn rebind_to_configured(
     let mut refused = Vec::new();
     let asked: Vec<String> = match &request.connections {
         Some(list) => list.clone(),
-        None => handle.credentials.keys().cloned().collect(),
+        None => handle
+            .config
+            .cert_refs()
+            .map(|(id, _)| id.to_owned())
+            .collect(),
     };
+    let mut not_started = Vec::new();
     for id in asked {
+        if let Some(f) = handle.failed.iter().find(|f| f.id == id) {
+            not_started.push(RebindResult {
+                message: Some(format!(
+                    "`{id}` did not start ({}): nothing runs to swap; restart serve",
+                    f.cause
+                )),
+                connection: id,
+                status: RebindStatus::NotStarted,
+                from: None,
+                to: None,
+                reason: Some(f.cause.reason().into()),
+            });
+            continue;
+        }
         let bound = handle.credentials.get(&id).map(|c| c.reference());
         match (config.cert_refs().find(|(c, _)| *c == id), bound) {
             (Some((_, to)), Some(from)) if *to == from => unchanged.push(RebindResult {
@@ -289,11 +314,12 @@ pub fn rebind_to_configured(
                 })
                 .collect();
             results.extend(unchanged);
+            results.extend(not_started);
             results.sort_by(|a, b| a.connection.cmp(&b.connection));
             (StatusCode::OK, RebindResponse { results })
         }
         Err(refusals) => {
-            let results = refusals
+            let mut results: Vec<RebindResult> = refusals
                 .iter()
                 .map(|r| RebindResult {
                     connection: r.connection().into(),
@@ -304,6 +330,7 @@ pub fn rebind_to_configured(
                     message: Some(r.to_string()),
                 })
                 .collect();
+            results.extend(not_started);
             (StatusCode::CONFLICT, RebindResponse { results })
         }
     }
