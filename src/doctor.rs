@@ -28,8 +28,9 @@ use crate::certcheck::{self, Need, Problem, Usage};
 use crate::config::{CertRef, Config};
 use crate::eventlog::{Event, ids};
 use crate::pki::{Serial, Thumbprint};
+use crate::server::admin::api::CertsEntry;
 use crate::store::{Store, StoredCert};
-use running::{RunningCerts, RunningConnection};
+use running::RunningCerts;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -516,19 +517,23 @@ fn running_findings(
     let Some(conn) = running.connections.iter().find(|c| c.id == id) else {
         return Vec::new();
     };
-    if conn.state.as_deref() == Some("not_started") {
+    if conn.state == "not_started" {
         return vec![not_started(inputs, running, conn)];
     }
     let Some(bound) = &conn.bound else {
         return Vec::new();
     };
-    if bound.serial == reference.serial && bound.issuer == reference.issuer {
+    // The server reports hex strings; parsing normalises case and separators.
+    let Ok(serial) = Serial::try_from(bound.serial.clone()) else {
+        return Vec::new();
+    };
+    if serial == reference.serial && bound.issuer == reference.issuer {
         // The same certificate: the store checks above already cover its key.
         return Vec::new();
     }
     let summary = CertSummary {
-        thumbprint: Some(bound.thumbprint.clone()),
-        serial: bound.serial.clone(),
+        thumbprint: Thumbprint::try_from(bound.thumbprint.clone()).ok(),
+        serial,
         issuer: bound.issuer.clone(),
     };
     let mut out = vec![Finding {
@@ -567,7 +572,7 @@ fn running_findings(
 
 /// A connection the running server did not start: the files may be fine (a `fix` since), but
 /// nothing listens or dials until `serve` restarts.
-fn not_started(inputs: &Inputs<'_>, running: &RunningCerts, conn: &RunningConnection) -> Finding {
+fn not_started(inputs: &Inputs<'_>, running: &RunningCerts, conn: &CertsEntry) -> Finding {
     let why = conn
         .start_error
         .as_deref()
@@ -636,5 +641,38 @@ impl Trust {
             roots: Arc::new(roots),
             intermediates: vec![first.clone()],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialise_as_their_stable_names() {
+        for code in [
+            Code::ArchivedReference,
+            Code::KeyUnreadable,
+            Code::SuccessorKeyUnreadable,
+            Code::Expired,
+            Code::Expiring,
+            Code::NotYetValid,
+            Code::NameMismatch,
+            Code::EkuMissing,
+            Code::ChainUntrusted,
+            Code::UnknownCertificate,
+            Code::RunningDiffers,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        assert_eq!(serde_json::to_value(Severity::Warning).unwrap(), "warning");
+    }
+
+    #[test]
+    fn remedies_quote_paths_a_shell_would_split() {
+        assert_eq!(quote(Path::new("demo")), "demo");
+        assert_eq!(quote(Path::new("/tmp/a-b_c.d")), "/tmp/a-b_c.d");
+        assert_eq!(quote(Path::new("my demo")), "'my demo'");
+        assert_eq!(quote(Path::new("it's")), r"'it'\''s'");
     }
 }

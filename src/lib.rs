@@ -13,7 +13,8 @@
 //!   issuer + serial, as LCS's WMI configuration does;
 //! - [`sip`]: the sans-IO SIP core (parser, framer, transactions, registrar, proxy, Timer F);
 //! - [`server`]: the async shell that runs it: listeners, credentials from the store checked
-//!   on every handshake, the event log and counters;
+//!   on every handshake, the event log and counters, live rebind and auto-rebind, and the
+//!   loopback admin endpoint (`/healthz`, `/metrics`, `/certs`, `POST /rebind`);
 //! - [`sim`]: the deterministic replay on turmoil's simulated network and clock
 //!   (`lcs-sim reproduce`), with emulated Messenger users and a federation peer;
 //! - [`certcheck`]: whether a certificate can serve a connection now (key, chain, dates, name,

@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::deployment::{Deployment, InitOptions};
+use lcs_sim::pki::Serial;
 use lcs_sim::store::RenewalPolicy;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lcs-sim");
@@ -61,15 +62,19 @@ fn renewed_deployment(tmp: &tempfile::TempDir, renewals: usize) -> (Deployment, 
     let now = SystemClock.now_utc();
     let (d, report) =
         Deployment::init(tmp.path().join("demo"), &InitOptions::default(), now).unwrap();
-    let mut thumb = report.thumbprint.to_string();
-    for _ in 0..renewals {
-        thumb = d
-            .renew(&thumb, RenewalPolicy::NewKeyKeepAcl, now)
-            .unwrap()
-            .new
-            .to_string();
-    }
-    (d, thumb)
+    // Renewed in memory and saved once: a renewal per command would rewrite the index each time.
+    let ca = d.issuing_ca().unwrap();
+    let mut thumb = report.thumbprint;
+    d.store()
+        .update(|store| {
+            for _ in 0..renewals {
+                let policy = RenewalPolicy::NewKeyKeepAcl;
+                thumb = store.renew(&thumb, policy, &ca, now, Serial::random())?.new;
+            }
+            Ok(())
+        })
+        .unwrap();
+    (d, thumb.to_string())
 }
 
 fn s(p: &Path) -> &str {

@@ -126,13 +126,9 @@ fn bind_all_to(d: &Deployment, ca: &CertificateAuthority, spec: &LeafSpec) -> Ce
         serial,
     };
     edit_config(d, |c| {
-        for slot in c
-            .connections
-            .iter_mut()
-            .filter_map(|c| c.kind.certificate_mut())
-            .chain(c.routes.iter_mut().map(|r| &mut r.certificate))
-        {
-            *slot = reference.clone();
+        let ids: Vec<String> = c.cert_refs().map(|(id, _)| id.to_string()).collect();
+        for id in ids {
+            *c.certificate_mut(&id).unwrap() = reference.clone();
         }
     });
     reference
@@ -354,7 +350,7 @@ fn an_unknown_serial_is_an_unknown_certificate() {
     let d = init(&tmp);
     let serial = Serial::derive(b"never issued");
     edit_config(&d, |c| {
-        c.connections[0].kind.certificate_mut().unwrap().serial = serial.clone();
+        c.certificate_mut("tls-5061").unwrap().serial = serial.clone();
     });
     let (code, findings) = doctor(d.root(), &[]);
     assert_eq!(
@@ -415,4 +411,141 @@ fn bad_input_exits_2_and_says_what_to_do() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("lcs.toml"), "{stderr}");
+}
+
+/// `lcs-sim serve DIR` as a child process on free ports, killed when dropped.
+struct Serve(std::process::Child);
+
+impl Serve {
+    fn start(d: &Deployment) -> Serve {
+        edit_config(d, |c| {
+            for conn in &mut c.connections {
+                conn.port = 0;
+            }
+            c.admin.port = 0;
+        });
+        let child = Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
+            .args(["serve", dir(d), "--quiet", "--store-poll-ms", "20"])
+            // A safety net should the test process die without dropping us.
+            .args(["--duration", "120"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let serve = Serve(child);
+        let up = poll(|| {
+            lcs_sim::server::admin::ServeFile::read(d.root())
+                .ok()
+                .flatten()
+                .map(|_| ())
+        });
+        assert!(up.is_some(), "serve did not write serve.json");
+        serve
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `f` every 20 ms for up to 20 s.
+fn poll<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    for _ in 0..1000 {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn with_a_server_running_doctor_reads_what_it_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    let _serve = Serve::start(&d);
+    assert_eq!(doctor(d.root(), &[]), (0, vec![]));
+    assert!(ok(&["doctor", dir(&d)]).contains("; server pid "));
+
+    // KB836410 while it runs: the remedies swap live.
+    let old = thumbprint(&d);
+    ok(&["store", "renew", dir(&d), &old]);
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!(
+        (code, codes(&findings)),
+        (
+            1,
+            on_each(
+                &IDS,
+                &[
+                    "archived_reference",
+                    "key_unreadable",
+                    "successor_key_unreadable"
+                ]
+            )
+        )
+    );
+    let live_fix = format!("lcs-sim fix {} --live", dir(&d));
+    assert!(
+        findings.iter().all(|f| f["remedy"] == live_fix.as_str()),
+        "{findings:?}"
+    );
+
+    // Fixed on disk only: lcs.toml is right, the running server still presents the old serial.
+    // The grant on the shared key reaches the server at its next store poll; until then it
+    // rightly reports the old key as unreadable too.
+    ok(&["fix", dir(&d)]);
+    let expected = on_each(&IDS, &["running_differs"]);
+    let (code, findings) = poll(|| {
+        let (code, findings) = doctor(d.root(), &[]);
+        (codes(&findings) == expected).then_some((code, findings))
+    })
+    .expect("doctor never saw only running_differs");
+    assert_eq!(code, 0);
+    assert_eq!(findings[0]["severity"], "warning");
+    assert_eq!(findings[0]["certificate"]["thumbprint"], old.as_str());
+    assert_eq!(doctor(d.root(), &["--strict"]).0, 1);
+
+    ok(&["fix", dir(&d), "--live"]);
+    assert_eq!(doctor(d.root(), &[]), (0, vec![]));
+}
+
+#[test]
+fn a_running_server_whose_key_is_unreadable_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    let _serve = Serve::start(&d);
+    let old = thumbprint(&d);
+    // A new key for the successor; lcs.toml fixed on disk; then the old key, which the running
+    // server still uses, loses the service account.
+    ok(&[
+        "store",
+        "renew",
+        dir(&d),
+        &old,
+        "--policy",
+        "new-key-keep-acl",
+    ]);
+    ok(&["fix", dir(&d)]);
+    ok(&["store", "revoke", dir(&d), &old, "RTCService"]);
+    let expected = on_each(&IDS, &["key_unreadable", "running_differs"]);
+    // The server reloads the store by polling: wait until it reports the key as unreadable.
+    let seen = poll(|| {
+        let (code, findings) = doctor(d.root(), &[]);
+        (codes(&findings) == expected).then_some((code, findings))
+    });
+    let (code, findings) = seen.expect("doctor never saw the running server's unreadable key");
+    assert_eq!(code, 1);
+    assert_eq!(findings[0]["certificate"]["thumbprint"], old.as_str());
+    assert!(
+        findings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the running server cannot open"),
+        "{findings:?}"
+    );
 }

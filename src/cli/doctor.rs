@@ -34,6 +34,9 @@ Codes (errors unless marked):
   running_differs           (warning) the running server holds another certificate
   not_started               the running server did not start the connection: restart serve
 
+Each finding's remedy is a command to run: `lcs-sim fix DIR` (with `--live` when a server runs),
+a renewal for dates, or which certificate to name in lcs.toml.
+
 Exit status: 0 no errors (with --strict: no warnings either), 1 findings, 2 bad input.
 
 Example (the KB836410 renewal, found and fixed):

@@ -18,11 +18,10 @@ use super::{CmdResult, Failure};
 /// restart `serve`, or pass --live to have the running `serve` swap its certificates without a
 /// restart. Without --connection every connection is fixed: forgetting the mutual-TLS
 /// connection or a route is the classic partial fix. A certificate that is expired or not yet
-/// valid is reported with the renewal that helps, and the exit status is 1: a rebind cannot
-/// fix it.
+/// valid is reported with the renewal that helps (exit 1): a rebind cannot fix it.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 not fixed (a certificate outside its validity; with --live: the running\nserver refused the swap, nothing was swapped, or a connection did not start in it: restart serve); 2 bad input, or (--live) no server runs on DIR\n(nothing was changed)."
+    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 a certificate is expired or not yet valid (renew it), or (--live) the running server refused a connection (nothing was swapped)\nor a connection did not start in it (restart serve); 2 bad input, or (--live) no server runs on DIR (nothing was changed)."
 )]
 pub struct FixArgs {
     /// The deployment folder.
@@ -45,43 +44,9 @@ pub fn run(args: FixArgs) -> CmdResult {
         return run_live(&args);
     }
     let d = Deployment::open(&args.dir)?;
-    let mut config = d.config()?;
-    fix::check_scope(&config, &args.connections)?;
-    let disk = d.store();
-    let config_path = d.config_path();
-    // Plan and apply under the store's lock, and write lcs.toml before letting go, so a
-    // `store renew` in another process cannot slip between the plan and the change.
-    let mut save_error = None;
-    let (plan, store) = if args.dry_run {
-        let store = disk.load()?;
-        (fix::plan(&config, &store, &args.connections), store)
-    } else {
-        disk.update(|store| {
-            let plan = fix::plan(&config, store, &args.connections);
-            if plan.unresolved.is_empty() && !plan.is_empty() {
-                fix::apply_to_store(&plan, store)?;
-                fix::apply_to_config(&plan, &mut config);
-                // If this fails the grant alone is harmless; running `fix` again completes it.
-                save_error = config.save(&config_path).err();
-            }
-            Ok((plan, store.clone()))
-        })?
-    };
-    if let Some(e) = save_error {
-        return Err(e.into());
-    }
-    for (id, reference) in &plan.unresolved {
-        eprintln!("{id}: {reference} names no certificate in the store, active or archived");
-    }
-    if !plan.unresolved.is_empty() {
-        return Err(anyhow::anyhow!(
-            "cannot fix {}: choose a certificate from `lcs-sim store list {} --all` and edit lcs.toml; nothing was changed",
-            plan.unresolved.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", "),
-            d.root().display()
-        )
-        .into());
-    }
-    let invalid = fix::outside_validity(&plan, &store, SystemClock.now_utc());
+    let plan = d.fix(&args.connections, args.dry_run).map_err(fix_error)?;
+    let config = d.config()?;
+    let invalid = fix::outside_validity(&plan, &d.store().load()?, SystemClock.now_utc());
     if plan.is_empty() && invalid.is_empty() {
         outln!(
             "Nothing to fix: every connection names an active certificate whose key {} can open.",
@@ -90,44 +55,29 @@ pub fn run(args: FixArgs) -> CmdResult {
         return Ok(());
     }
     print_plan(&plan);
-    if !plan.is_empty() {
-        if args.dry_run {
-            outln!("(dry run: nothing changed)");
-        } else {
-            outln!(
-                "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate, or run `lcs-sim fix {} --live` while it runs.",
-                d.root().display(),
-                d.root().display()
-            );
+    if plan.is_empty() {
+        // Only certificates a rebind cannot help.
+    } else if args.dry_run {
+        outln!("(dry run: nothing changed)");
+    } else {
+        outln!(
+            "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate, or run `lcs-sim fix {} --live` while it runs.",
+            d.root().display(),
+            d.root().display()
+        );
+        let untouched: Vec<&str> = config
+            .cert_refs()
+            .map(|(c, _)| c)
+            .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
+            .collect();
+        if !args.connections.is_empty() && !untouched.is_empty() {
+            outln!("Not rebound (not asked for): {}", untouched.join(", "));
         }
-    }
-    let untouched: Vec<&str> = config
-        .cert_refs()
-        .map(|(c, _)| c)
-        .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
-        .collect();
-    if !args.dry_run && !args.connections.is_empty() && !untouched.is_empty() {
-        outln!("Not rebound (not asked for): {}", untouched.join(", "));
     }
     if invalid.is_empty() {
         return Ok(());
     }
     report_invalid(&invalid, &d)
-}
-
-fn print_plan(plan: &fix::FixPlan) {
-    for r in &plan.rebinds {
-        outln!(
-            "rebind {:<20} serial {} -> {} ({})",
-            r.connection,
-            r.from.serial,
-            r.to.serial,
-            r.thumbprint
-        );
-    }
-    for t in &plan.grants {
-        outln!("grant  {} read on the key of {t}", plan.principal);
-    }
 }
 
 /// Certificates a rebind cannot help: expired or not yet valid. Exit 1: not fixed.
@@ -174,6 +124,21 @@ fn fix_error(e: FixOnDiskError) -> Failure {
     Failure {
         code: 2,
         error: e.into(),
+    }
+}
+
+fn print_plan(plan: &fix::FixPlan) {
+    for r in &plan.rebinds {
+        outln!(
+            "rebind {:<20} serial {} -> {} ({})",
+            r.connection,
+            r.from.serial,
+            r.to.serial,
+            r.thumbprint
+        );
+    }
+    for t in &plan.grants {
+        outln!("grant  {} read on the key of {t}", plan.principal);
     }
 }
 

@@ -16,7 +16,8 @@ use super::output::{CertView, Format};
 /// Inspect and change the deployment's certificate store (LocalMachine\My with per-key ACLs).
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// List certificates with their key ACLs (archived ones with --all).
+    /// List certificates with their key ACLs (archived ones with --all) and their status:
+    /// active, ARCHIVED, EXPIRED or NOT YET VALID (JSON: `status`, `validity`).
     #[command(after_help = "Example:\n  lcs-sim store list demo --all --format json")]
     List {
         /// The deployment folder.

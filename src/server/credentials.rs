@@ -296,7 +296,9 @@ impl Credential {
 
     /// [`prepare`](Self::prepare) then [`commit`](Self::commit), for one credential. On error
     /// nothing changes. A rebind of several connections goes through
-    /// [`Running::rebind`](super::Running::rebind), which validates all before swapping any.
+    /// [`Running::rebind`](super::Running::rebind), which validates all (certcheck included)
+    /// before swapping any and logs 14370 / 14372; this single-credential form remains for the
+    /// simulation's runner until it calls that.
     pub fn rebind(&self, reference: &CertRef) -> Result<Thumbprint, CredentialError> {
         let prepared = self.prepare(reference)?;
         let thumbprint = prepared.bound.thumbprint.clone();

@@ -118,7 +118,7 @@ fn record_in_config(d: Deployment) -> super::auto::OnRebound {
 const FD_HEADROOM: u64 = 256;
 
 /// The default per-listener connection cap: the process's soft limit on open files
-/// (`/proc/self/limits`), less [`FD_HEADROOM`], shared by `listeners`; at least 16. Where the
+/// (`/proc/self/limits`), less `FD_HEADROOM` (256), shared by `listeners`; at least 16. Where the
 /// limit cannot be read, 1024 open files are assumed.
 pub fn fd_budget(listeners: usize) -> u32 {
     let soft = std::fs::read_to_string("/proc/self/limits")

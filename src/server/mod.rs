@@ -8,7 +8,7 @@
 //!
 //! - [`credentials`]: certificate lookup by issuer + serial at start, key ACL check on every
 //!   handshake (the KB836410 mechanism), live rebind;
-//! - [`start`](mod@start): per-connection credential acquisition (events 14352/14336/14347);
+//! - [`startup`]: [`start`] with per-connection credential acquisition (events 14352/14336/14347);
 //!   `accept`: the connection cap, the handshake with a credential chosen per handshake;
 //!   `route`: dialling static routes;
 //! - [`service`]: the running service: what started, rebind, stop;
@@ -31,7 +31,7 @@ pub mod net;
 pub mod reason;
 pub mod route;
 pub mod service;
-pub mod start;
+pub mod startup;
 pub mod tls;
 
 mod accept;
@@ -47,4 +47,4 @@ pub use service::{
     ListenerInfo, RebindRefusal, RebindTarget, Rebound, Running, ServiceHandle, ServiceOptions,
     StartCause, StartFailure,
 };
-pub use start::{ServiceContext, proxy_config, start};
+pub use startup::{ServiceContext, proxy_config, start};

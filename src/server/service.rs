@@ -1,7 +1,7 @@
 //! A running service: what started, what did not and why, and the operations on it while it
 //! runs (rebind, shutdown).
 //!
-//! [`start`](super::start()) builds a [`Running`]; its [`ServiceHandle`] is what other tasks
+//! [`start`](fn@super::start) builds a [`Running`]; its [`ServiceHandle`] is what other tasks
 //! hold (the admin endpoint, auto-rebind, the simulation's runner), because a rebind must be
 //! one server operation whoever asks for it: every new credential is validated before any is
 //! swapped, and the swap never touches established connections.
@@ -151,6 +151,17 @@ pub struct RebindTarget {
     pub connection: String,
     /// The certificate to bind.
     pub to: CertRef,
+}
+
+impl From<&crate::fix::Rebind> for RebindTarget {
+    /// The live half of a planned fix: the simulation's `rebind` step swaps
+    /// `plan.rebinds.iter().map(RebindTarget::from)` through [`ServiceHandle::rebind`].
+    fn from(r: &crate::fix::Rebind) -> Self {
+        RebindTarget {
+            connection: r.connection.clone(),
+            to: r.to.clone(),
+        }
+    }
 }
 
 /// What a rebind did to one connection.
