@@ -371,6 +371,15 @@ fn a_second_serve_on_the_same_folder_fails_clearly_and_sigterm_stops_the_first_w
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("another `lcs-sim serve` runs"), "{stderr}");
+    let since = stderr
+        .split("since ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let since = since.split(')').next().unwrap();
+    assert!(
+        time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339).is_ok(),
+        "not RFC 3339: {since}"
+    );
     // The refused second one left the first one's serve.json alone.
     assert_eq!(ServeFile::read(&dir).unwrap().unwrap().admin, first.admin());
     let (status, stdout) = first.terminate();
@@ -378,6 +387,52 @@ fn a_second_serve_on_the_same_folder_fails_clearly_and_sigterm_stops_the_first_w
     assert!(stdout.contains("stopped."), "{stdout}");
     assert_eq!(events(&dir, 14301).len(), 1, "the stop event");
     assert!(!ServeFile::path(&dir).exists());
+}
+
+#[test]
+fn the_folder_lock_keeps_out_a_second_serve_without_serve_json_and_a_copy_does_not_reach_the_original()
+ {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let first = Serve::start(&dir);
+    let file = ServeFile::read(&dir).unwrap().unwrap();
+    assert_eq!(file.deployment, dir.canonicalize().unwrap());
+
+    // A copy made while it runs carries its serve.json: the copy's fix --live must not reach
+    // the original's server, and its doctor sees no server.
+    let copy = tmp.path().join("copy");
+    let cp = std::process::Command::new("cp")
+        .args(["-r", dir.to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let out = lcs(&["fix", copy.to_str().unwrap(), "--live"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("this folder is a copy"), "{stderr}");
+    let out = lcs(&["doctor", copy.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no server running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The window two simultaneous starts race in: no serve.json yet, but the first holds the
+    // folder's lock, so the second refuses before binding anything.
+    std::fs::remove_file(ServeFile::path(&dir)).unwrap();
+    let out = lcs(&["serve", dir.to_str().unwrap(), "--duration", "60"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another `lcs-sim serve` runs") && stderr.contains("serve.lock"),
+        "{stderr}"
+    );
+    let (status, stdout) = first.terminate();
+    assert_eq!(status.code(), Some(0), "{stdout}");
+    // The lock is free again: a new serve starts.
+    let again = Serve::start(&dir);
+    let (status, _) = again.terminate();
+    assert_eq!(status.code(), Some(0));
 }
 
 #[test]

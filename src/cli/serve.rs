@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::deployment::Deployment;
-use lcs_sim::server::admin::{self, ServeFile};
+use lcs_sim::server::admin::{self, ServeFile, ServeLock};
 use lcs_sim::server::{self, ServiceOptions};
 
 use super::{CmdResult, Failure};
@@ -17,7 +17,8 @@ use super::{CmdResult, Failure};
 /// Run the deployment's listeners on real sockets: TLS, mutual TLS and TCP from lcs.toml, each
 /// TLS handshake checked against the store, so a `lcs-sim store renew` in another terminal hits
 /// the running server. An admin endpoint on 127.0.0.1 ([admin] port in lcs.toml) answers
-/// /healthz, /metrics, /certs and POST /rebind; DIR/serve.json says where while it runs.
+/// /healthz, /metrics, /certs and POST /rebind; DIR/serve.json says where while it runs, and a
+/// lock on DIR/serve.lock keeps out a second serve on the same folder.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  lcs-sim init demo && lcs-sim serve demo\n  # in another terminal:\n  sipsak -E tls --tls-ca-cert demo/ca.pem -U -i -H 127.0.0.1 -x 120 -s sip:alice@127.0.0.1:5061\n  lcs-sim store renew demo <THUMBPRINT>     # new TLS handshakes now fail\n  curl -s 127.0.0.1:5080/healthz            # 503, naming tls-5061, mtls-5062 and the route\n  lcs-sim fix demo --live                   # repaired without a restart\n\nExit codes: 0 stopped normally (Ctrl-C, SIGTERM, --duration); 1 another serve runs on DIR,\nthe admin port is taken, or --require-all and something did not start; 2 bad input."
@@ -59,16 +60,22 @@ pub fn run(args: ServeArgs) -> CmdResult {
     let d = Deployment::open(&args.dir)?;
     let config = d.config()?;
     let key_log = key_log(&args)?;
+    // Held until `run` returns (or the process dies): a second serve cannot start, even at
+    // the same moment, and serve.json is written and removed under it.
+    let _lock = ServeLock::acquire(d.root()).map_err(|e| Failure {
+        code: 1,
+        error: e.into(),
+    })?;
     match ServeFile::read(d.root()) {
         Ok(Some(other)) => {
             return Err(Failure {
                 code: 1,
                 error: anyhow::anyhow!(
-                    "another `lcs-sim serve` runs on {} (pid {}, admin http://{}, since {}); stop it first",
-                    d.root().display(),
+                    "{} names a running `lcs-sim serve` (pid {}, admin http://{}) that does not hold {}; stop it first",
+                    ServeFile::path(d.root()).display(),
                     other.pid,
                     other.admin,
-                    other.started_at
+                    admin::SERVE_LOCK
                 ),
             });
         }
@@ -139,6 +146,7 @@ async fn serve(
         pid: std::process::id(),
         admin: admin_addr,
         started_at: clock.now_utc(),
+        deployment: d.root().canonicalize()?,
     }
     .write(d.root())?;
     outln!("Ctrl-C or SIGTERM stops.");

@@ -29,7 +29,7 @@ use api::{
     BoundCert, Broken, CertsEntry, CertsReport, ConfiguredRef, ConnectionKind, Health,
     RebindRequest, RebindResponse, RebindResult, RebindStatus, SerialOnly,
 };
-pub use servefile::{SERVE_FILE, ServeFile, ServeFileError};
+pub use servefile::{SERVE_FILE, SERVE_LOCK, ServeFile, ServeFileError, ServeLock};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
