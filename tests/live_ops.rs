@@ -435,6 +435,60 @@ fn the_folder_lock_keeps_out_a_second_serve_without_serve_json_and_a_copy_does_n
     assert_eq!(status.code(), Some(0));
 }
 
+/// Runs `lcs-sim ARGS` and gives it `limit` to finish (killed and `None` otherwise).
+fn lcs_within(args: &[&str], limit: std::time::Duration) -> Option<(i32, String)> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Captured::from(child.stderr.take().unwrap());
+    let status = wait_or_kill(&mut child, limit)?;
+    poll(limit, || stderr.closed().then_some(()));
+    Some((status.code().unwrap_or(-1), stderr.text()))
+}
+
+#[test]
+fn fix_live_and_doctor_give_up_on_a_stopped_server_and_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
+    let serve = Serve::start(&dir);
+    let pid = serve.child.id().to_string();
+    let signal = |sig: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let limit = std::time::Duration::from_secs(30);
+    let fixed = lcs_within(&["fix", d, "--live"], limit);
+    let doctor = lcs_within(&["doctor", d], limit);
+    signal("-CONT");
+    let (code, stderr) = fixed.expect("fix --live gives up on a stopped server");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the server at {} did not answer within 5 s",
+            serve.admin()
+        )),
+        "{stderr}"
+    );
+    let (_, stderr) = doctor.expect("doctor gives up on a stopped server");
+    assert!(
+        stderr.contains(&format!(
+            "a server is running (pid {pid}) but did not answer"
+        )),
+        "{stderr}"
+    );
+    let (status, _) = serve.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
 #[test]
 fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fix_live() {
     if !peers() {

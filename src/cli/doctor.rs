@@ -75,8 +75,15 @@ pub fn run(args: DoctorArgs) -> CmdResult {
         .enable_all()
         .build()?;
     let server = runtime.block_on(running::discover(d.root()));
-    if let Server::Stale { reason } = &server {
-        eprintln!("note: no server running ({reason}); checked the files only");
+    match &server {
+        Server::Stale { reason } => {
+            eprintln!("note: no server running ({reason}); checked the files only");
+        }
+        Server::Unresponsive { pid, admin } => eprintln!(
+            "note: a server is running (pid {pid}) but did not answer on http://{admin} within {} s (stopped? `kill -CONT {pid}` resumes it); checked the files only",
+            running::TIMEOUT.as_secs()
+        ),
+        _ => {}
     }
     let running = match &server {
         Server::Running(r) => Some(r),
@@ -103,9 +110,12 @@ pub fn run(args: DoctorArgs) -> CmdResult {
         ),
         Format::Text => {
             let checked: Vec<&str> = config.cert_refs().map(|(id, _)| id).collect();
-            let server = match running {
-                Some(r) => format!("server pid {} (admin {})", r.pid, r.admin),
-                None => "no server running".into(),
+            let server = match (&server, running) {
+                (_, Some(r)) => format!("server pid {} (admin {})", r.pid, r.admin),
+                (Server::Unresponsive { pid, .. }, None) => {
+                    format!("a server is running (pid {pid}) but did not answer")
+                }
+                _ => "no server running".into(),
             };
             print_text(&findings, &checked, &server);
         }

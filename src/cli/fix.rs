@@ -21,7 +21,7 @@ use super::{CmdResult, Failure};
 /// valid is reported with the renewal that helps (exit 1): a rebind cannot fix it.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 a certificate is expired or not yet valid (renew it), or (--live) the running server refused a connection (nothing was swapped)\nor a connection did not start in it (restart serve); 2 bad input, or (--live) no server runs on DIR (nothing was changed)."
+    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 a certificate is expired or not yet valid (renew it), or (--live) the running server refused a connection (nothing was swapped)\nor a connection did not start in it (restart serve); 2 bad input, or (--live) no server runs on DIR (nothing was changed), or it did not answer within 5 s."
 )]
 pub struct FixArgs {
     /// The deployment folder.
@@ -150,6 +150,10 @@ fn run_live(args: &FixArgs) -> CmdResult {
         .block_on(client::fix_live(&args.dir, &args.connections))
         .map_err(|e| match e {
             LiveFixError::Fix(e) => fix_error(e),
+            LiveFixError::NoAnswer { .. } => Failure {
+                code: 2,
+                error: e.into(),
+            },
             LiveFixError::Admin { .. } => Failure {
                 code: 1,
                 error: e.into(),

@@ -39,6 +39,14 @@ pub enum Server {
         /// Why it does not count.
         reason: String,
     },
+    /// A server runs (its file is fresh: the process lives and its admin port accepts
+    /// connections) but did not answer `GET /certs` in time: stopped (`kill -STOP`) or hung.
+    Unresponsive {
+        /// Its process id.
+        pid: u32,
+        /// Its admin endpoint.
+        admin: SocketAddr,
+    },
     /// A server answered.
     Running(RunningCerts),
 }
@@ -57,18 +65,19 @@ pub async fn discover(dir: &Path) -> Server {
             };
         }
     };
-    let answer = tokio::time::timeout(
-        TIMEOUT,
-        client::call(file.admin, Method::GET, "/certs", Vec::new()),
-    )
-    .await;
+    let answer = client::call_within(TIMEOUT, file.admin, Method::GET, "/certs", Vec::new()).await;
     let stale = |why: String| Server::Stale {
         reason: format!("pid {} on {}: {why}", file.pid, file.admin),
     };
     let (status, body) = match answer {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => return stale(e.to_string()),
-        Err(_) => return stale(format!("no answer within {} s", TIMEOUT.as_secs())),
+        Ok(answer) => answer,
+        Err(client::LiveFixError::NoAnswer { .. }) => {
+            return Server::Unresponsive {
+                pid: file.pid,
+                admin: file.admin,
+            };
+        }
+        Err(e) => return stale(e.to_string()),
     };
     if !status.is_success() {
         return stale(format!("GET /certs answered {status}"));

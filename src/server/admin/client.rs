@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -77,6 +78,18 @@ pub enum LiveFixError {
     /// The fix on disk failed; the server was not asked.
     #[error(transparent)]
     Fix(#[from] FixOnDiskError),
+    /// The admin endpoint accepted the connection but did not answer in time (the process is
+    /// stopped, e.g. `kill -STOP`, or hung).
+    #[error(
+        "the server at {admin} did not answer within {} s (is it stopped? `kill -CONT` resumes it); lcs.toml is fixed: restarting `serve` completes the fix",
+        .timeout.as_secs()
+    )]
+    NoAnswer {
+        /// Its address.
+        admin: SocketAddr,
+        /// How long it was given.
+        timeout: Duration,
+    },
     /// The admin endpoint could not be reached or answered nonsense (the fix on disk is done:
     /// a restart of `serve` completes it).
     #[error(
@@ -132,8 +145,35 @@ fn admin_error(admin: SocketAddr, message: String) -> LiveFixError {
     LiveFixError::Admin { admin, message }
 }
 
-/// One HTTP/1.1 request to the admin endpoint; the status and the whole body.
+/// How long a request to the admin endpoint may take: it is on loopback and answers in
+/// milliseconds; a server that does not answer in this time is stopped or hung.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One HTTP/1.1 request to the admin endpoint; the status and the whole body, or
+/// [`LiveFixError::NoAnswer`] after [`TIMEOUT`].
 pub async fn call(
+    admin: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Bytes), LiveFixError> {
+    call_within(TIMEOUT, admin, method, path, body).await
+}
+
+/// [`call`] with another timeout.
+pub async fn call_within(
+    timeout: Duration,
+    admin: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Bytes), LiveFixError> {
+    tokio::time::timeout(timeout, call_unbounded(admin, method, path, body))
+        .await
+        .unwrap_or(Err(LiveFixError::NoAnswer { admin, timeout }))
+}
+
+async fn call_unbounded(
     admin: SocketAddr,
     method: Method,
     path: &str,
