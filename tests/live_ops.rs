@@ -490,6 +490,28 @@ fn fix_live_and_doctor_give_up_on_a_stopped_server_and_say_so() {
 }
 
 #[test]
+fn metrics_are_served_as_openmetrics_text() {
+    if !peers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let serve = Serve::start(&dir);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-S", "-o", "/dev/null", "-w", "%{content_type}"])
+        .arg(url(&serve, "/metrics"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let (_, body) = curl("GET", &url(&serve, "/metrics"), None);
+    assert!(body.contains("# EOF"), "the body is OpenMetrics: {body}");
+    serve.terminate();
+}
+
+#[test]
 fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fix_live() {
     if !peers() {
         return;
