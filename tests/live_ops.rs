@@ -512,6 +512,30 @@ fn metrics_are_served_as_openmetrics_text() {
 }
 
 #[test]
+fn fix_changes_only_the_references_in_lcs_toml_and_keeps_comments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
+    let path = dir.join("lcs.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old = configured_serial(&dir, "tls-5061");
+    let commented = format!(
+        "# operator's note\n{}",
+        text.replace("[tls]\n", "[tls]  # hardened\n")
+    );
+    std::fs::write(&path, &commented).unwrap();
+    lcs_ok(&["store", "renew", d, &thumbprint(&dir)]);
+    lcs_ok(&["fix", d]);
+    let new = configured_serial(&dir, "tls-5061");
+    assert_ne!(new, old);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        commented.replace(&old, &new),
+        "only the serials changed"
+    );
+}
+
+#[test]
 fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fix_live() {
     if !peers() {
         return;
@@ -519,6 +543,9 @@ fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fi
     let tmp = tempfile::tempdir().unwrap();
     let dir = init(&tmp);
     let ca = dir.join("ca.pem");
+    let note = "# operator's note: renewed by GPO, keep\n";
+    let text = std::fs::read_to_string(dir.join("lcs.toml")).unwrap();
+    std::fs::write(dir.join("lcs.toml"), format!("{note}{text}")).unwrap();
     let serve = Serve::start_with(&dir, &["--auto-rebind"]);
     let tls = serve.addr("tls-5061");
     let old = presented_serial(tls, &ca).unwrap();
@@ -538,6 +565,11 @@ fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fi
     })
     .expect("auto-rebind records the renewal in lcs.toml");
     assert_eq!(configured_serial(&dir, "route-fabrikam.com"), renewed);
+    let text = std::fs::read_to_string(dir.join("lcs.toml")).unwrap();
+    assert!(
+        text.starts_with(note),
+        "auto-rebind kept the comment:\n{text}"
+    );
     assert_eq!(
         presented_serial(tls, &ca).as_deref(),
         Some(renewed.as_str())

@@ -88,19 +88,21 @@ pub async fn serve(
     })
 }
 
-/// Auto-rebind's record of what it swapped: the new references go into lcs.toml (an atomic
-/// write), so a restart binds the same certificates.
+/// Auto-rebind's record of what it swapped: the new references go into lcs.toml, edited in
+/// place (comments and layout kept) and written atomically under the store's lock, so a
+/// restart binds the same certificates and a concurrent `fix` cannot lose the change.
 fn record_in_config(d: Deployment) -> super::auto::OnRebound {
     Arc::new(move |done: &[super::Rebound]| {
         let path = d.config_path();
-        let result = d.config().and_then(|mut config| {
-            for r in done {
-                if let Some(slot) = config.certificate_mut(&r.connection) {
-                    *slot = r.to.clone();
-                }
-            }
-            config.save(&path)
-        });
+        let changes: Vec<(&str, &crate::config::CertRef)> = done
+            .iter()
+            .map(|r| (r.connection.as_str(), &r.to))
+            .collect();
+        let result = d
+            .store()
+            .locked(|| crate::config::edit::set_cert_refs(&path, &changes))
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
         match result {
             Ok(()) => tracing::info!(
                 "auto-rebind recorded the new references in {}",

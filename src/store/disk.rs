@@ -273,6 +273,20 @@ impl DiskStore {
         Ok(out)
     }
 
+    /// Runs `f` under the store's lock without reading or writing the store: for a write beside
+    /// it (lcs.toml's references) that must not race a `fix` or a `store renew`.
+    pub fn locked<T>(&self, f: impl FnOnce() -> T) -> Result<T, StoreError> {
+        let lock_path = self.lock_path();
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(StoreError::io(&lock_path))?;
+        lock.lock().map_err(StoreError::io(&lock_path))?;
+        Ok(f())
+    }
+
     fn lock_path(&self) -> PathBuf {
         self.dir.join(".lock")
     }
