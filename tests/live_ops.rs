@@ -241,6 +241,105 @@ fn post_rebind_to_an_unreadable_key_is_409_and_changes_nothing() {
 }
 
 #[test]
+fn post_rebind_rejects_bad_input_with_400_and_reports_every_connection_it_was_asked_for() {
+    if !peers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
+    let serve = Serve::start(&dir);
+    let rebind = url(&serve, "/rebind");
+    let post = |body: &str| curl("POST", &rebind, Some(body));
+    let (code, body) = post(r#"{"connections": ["nope"]}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("unknown connection `nope`")
+            && body.contains("tls-5061, mtls-5062, route-fabrikam.com"),
+        "{body}"
+    );
+    let (code, body) = post(r#"{"connections": ["tcp-5060"]}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("uses no certificate"), "{body}");
+    let (code, body) = post(r#"{"connections": ["tls-5061", "tls-5061"]}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("named twice"), "{body}");
+    let (code, body) = post(r#"{"connections": []}"#);
+    assert_eq!(code, 400, "{body}");
+    // A body that does not say it is JSON (a cross-site form post) is refused unread.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data",
+            r#"{"connections": ["tls-5061"]}"#,
+        ])
+        .arg(&rebind)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "415");
+
+    // A renewal whose new key the service cannot read, named for tls-5061 only: the request
+    // is refused as a whole, and mtls-5062 (valid, unchanged) is reported as held.
+    let old = thumbprint(&dir);
+    lcs_ok(&["store", "renew", d, &old, "--policy", "new-key-keep-acl"]);
+    let renewed = thumbprint(&dir);
+    lcs_ok(&["store", "revoke", d, &renewed, "RTCService"]);
+    let serial = json(&lcs_ok(&["store", "show", d, &renewed, "--format", "json"]))["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut config = Config::load(&dir.join("lcs.toml")).unwrap();
+    config.certificate_mut("tls-5061").unwrap().serial = serial.try_into().unwrap();
+    config.save(&dir.join("lcs.toml")).unwrap();
+    let (code, body) = post(r#"{"connections": ["tls-5061", "mtls-5062"]}"#);
+    assert_eq!(code, 409, "{body}");
+    let results = json(&body)["results"].clone();
+    let status = |id: &str| {
+        let r = results
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["connection"] == id);
+        r.map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                r["reason"].as_str().map(str::to_owned),
+            )
+        })
+    };
+    assert_eq!(
+        status("tls-5061"),
+        Some(("refused".into(), Some("key_access_denied".into()))),
+        "{body}"
+    );
+    assert_eq!(status("mtls-5062"), Some(("held".into(), None)), "{body}");
+
+    // The bound certificate's key no longer opens: not "unchanged" while /healthz is 503.
+    lcs_ok(&["store", "revoke", d, &old, "RTCService"]);
+    poll(PATIENCE, || {
+        (curl("GET", &url(&serve, "/healthz"), None).0 == 503).then_some(())
+    })
+    .expect("healthz 503");
+    let (code, body) = post(r#"{"connections": ["mtls-5062"]}"#);
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.contains("key_access_denied") && !body.contains("unchanged"),
+        "{body}"
+    );
+    let (_, metrics) = curl("GET", &url(&serve, "/metrics"), None);
+    assert_eq!(
+        sample(&metrics, "lcs_rebind_refusals_total"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(events(&dir, 14372).len(), 2);
+}
+
+#[test]
 fn fix_live_without_a_server_exits_2_with_a_hint_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = init(&tmp);

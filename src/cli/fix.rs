@@ -178,6 +178,7 @@ fn run_live(args: &FixArgs) -> CmdResult {
             RebindStatus::Rebound => "rebound",
             RebindStatus::Unchanged => "unchanged",
             RebindStatus::Refused => "REFUSED",
+            RebindStatus::Held => "held",
             RebindStatus::NotStarted => {
                 let why = r.reason.as_deref().unwrap_or("not_started");
                 outln!(

@@ -253,15 +253,30 @@ pub struct ServiceHandle {
 impl ServiceHandle {
     /// Rebinds each target connection to its certificate, all or nothing: every new credential
     /// is validated (found by issuer + serial, key opens as the service principal, usable for
-    /// TLS) before any is swapped; if one fails nothing changes and the refusal is logged
-    /// (14372). Established connections keep their sessions; the next handshake presents the
+    /// TLS) before any is swapped, and a target already bound must have a key that opens now;
+    /// if one fails nothing changes and the refusal is logged (14372). Established connections keep their sessions; the next handshake presents the
     /// new certificate. A done rebind is logged as 14370.
     pub fn rebind(&self, targets: &[RebindTarget]) -> Result<Vec<Rebound>, Vec<RebindRefusal>> {
         let mut prepared = Vec::new();
         let mut refused = Vec::new();
         for t in targets {
+            // Already bound: nothing to look up (the bound certificate may be archived, which
+            // a running server may hold), but its key must open now, or "unchanged" would hide
+            // the outage /healthz reports.
+            if let Some(c) = self.credentials.get(&t.connection)
+                && c.reference() == t.to
+            {
+                match c.certified_key() {
+                    Ok(_) => prepared.push((t, c.clone(), None)),
+                    Err(error) => refused.push(RebindRefusal::Unusable {
+                        connection: t.connection.clone(),
+                        error,
+                    }),
+                }
+                continue;
+            }
             match self.validate(t) {
-                Ok((credential, p)) => prepared.push((t, credential, p)),
+                Ok((credential, p)) => prepared.push((t, credential, Some(p))),
                 Err(r) => refused.push(r),
             }
         }
@@ -273,7 +288,9 @@ impl ServiceHandle {
         for (t, credential, p) in prepared {
             let from = credential.reference();
             let changed = from != t.to;
-            credential.commit(p);
+            if let Some(p) = p {
+                credential.commit(p);
+            }
             done.push(Rebound {
                 connection: t.connection.clone(),
                 from,

@@ -103,6 +103,9 @@ pub enum RebindStatus {
     /// acquired at start): there is nothing running to swap, only a restart of `serve` helps.
     /// Does not hold back the other connections.
     NotStarted,
+    /// Valid, but not swapped because another connection of the request was refused (a
+    /// rebind is all or nothing).
+    Held,
 }
 
 /// A serial, as the rebind results name certificates.
