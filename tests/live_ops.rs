@@ -330,13 +330,24 @@ fn post_rebind_rejects_bad_input_with_400_and_reports_every_connection_it_was_as
         body.contains("key_access_denied") && !body.contains("unchanged"),
         "{body}"
     );
+    let (code, body) = curl("POST", &rebind, None);
+    assert_eq!(code, 409, "{body}");
     let (_, metrics) = curl("GET", &url(&serve, "/metrics"), None);
     assert_eq!(
         sample(&metrics, "lcs_rebind_refusals_total"),
-        Some(2.0),
+        Some(3.0),
         "{metrics}"
     );
-    assert_eq!(events(&dir, 14372).len(), 2);
+    let refusals = events(&dir, 14372);
+    assert_eq!(refusals.len(), 3);
+    // One cause (the old key), named once with both connections that share it.
+    let message = refusals[2]["message"].as_str().unwrap();
+    assert!(
+        message.contains("mtls-5062, route-fabrikam.com: key_access_denied (")
+            && message.contains("tls-5061: key_access_denied (")
+            && message.matches("key_access_denied").count() == 2,
+        "{message}"
+    );
 }
 
 #[test]
@@ -683,8 +694,14 @@ fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fi
     .expect("a 14373 warning");
     let message = refused[0]["message"].as_str().unwrap();
     assert!(
-        message.contains("lcs-sim fix") && message.contains("--live"),
+        message.contains(&format!("`lcs-sim fix {} --live`", dir.display())),
         "{message}"
+    );
+    assert_eq!(
+        refused[0]["details"]["remedy"].as_str(),
+        Some(format!("lcs-sim fix {} --live", dir.display()).as_str()),
+        "{}",
+        refused[0]
     );
     assert_eq!(
         configured_serial(&dir, "tls-5061"),

@@ -78,6 +78,10 @@ pub async fn serve(
     let options = ServiceOptions {
         default_max_connections: fd_budget(listeners),
         on_auto_rebind,
+        deployment: options
+            .deployment
+            .clone()
+            .or_else(|| Some(d.root().to_path_buf())),
         ..options
     };
     let running = start(TokioNet, ctx, options).await;

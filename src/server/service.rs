@@ -46,6 +46,9 @@ pub struct ServiceOptions {
     /// Called after auto-rebind swapped certificates, to record the new references (live mode
     /// writes lcs.toml). Default none.
     pub on_auto_rebind: Option<super::auto::OnRebound>,
+    /// The deployment folder, as the remedies in events should name it (live: the folder
+    /// `serve` runs; default none: the remedy says `DIR`).
+    pub deployment: Option<std::path::PathBuf>,
 }
 
 impl Default for ServiceOptions {
@@ -57,6 +60,7 @@ impl Default for ServiceOptions {
             default_max_connections: 4096,
             auto_rebind: false,
             on_auto_rebind: None,
+            deployment: None,
         }
     }
 }
@@ -69,6 +73,7 @@ impl std::fmt::Debug for ServiceOptions {
             .field("instance", &self.instance)
             .field("default_max_connections", &self.default_max_connections)
             .field("auto_rebind", &self.auto_rebind)
+            .field("deployment", &self.deployment)
             .finish()
     }
 }
@@ -382,7 +387,20 @@ impl ServiceHandle {
         self.metrics
             .rebind_refusals
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let lines: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        // One line per distinct cause, naming every connection it refused (three connections
+        // sharing one key share one cause).
+        let mut causes: Vec<(String, Vec<&str>)> = Vec::new();
+        for r in refused {
+            let cause = format!("{} ({r})", r.reason());
+            match causes.iter_mut().find(|(c, _)| *c == cause) {
+                Some((_, ids)) => ids.push(r.connection()),
+                None => causes.push((cause, vec![r.connection()])),
+            }
+        }
+        let lines: Vec<String> = causes
+            .iter()
+            .map(|(cause, ids)| format!("{}: {cause}", ids.join(", ")))
+            .collect();
         let reasons: Vec<&str> = refused.iter().map(RebindRefusal::reason).collect();
         let names: Vec<&str> = refused.iter().map(RebindRefusal::connection).collect();
         self.log.record(
