@@ -340,6 +340,13 @@ fn post_rebind_rejects_bad_input_with_400_and_reports_every_connection_it_was_as
     );
     let refusals = events(&dir, 14372);
     assert_eq!(refusals.len(), 3);
+    assert!(
+        serve
+            .banner()
+            .contains("event 14372 (Warning): A live rebind was refused"),
+        "serve says so on its console:\n{}",
+        serve.banner()
+    );
     // One cause (the old key), named once with both connections that share it.
     let message = refusals[2]["message"].as_str().unwrap();
     assert!(
@@ -470,6 +477,10 @@ fn require_all_exits_1_at_once_when_a_listener_cannot_start() {
             || String::from_utf8_lossy(&out.stdout).contains("Address already in use")
     );
     assert!(!ServeFile::path(&dir).exists());
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("WARNING: running with"),
+        "no 'running with' before exiting"
+    );
 }
 
 #[test]
@@ -643,6 +654,56 @@ fn fix_changes_only_the_references_in_lcs_toml_and_keeps_comments() {
         commented.replace(&old, &new),
         "only the serials changed"
     );
+}
+
+#[test]
+fn serve_stops_cleanly_on_sighup_and_when_its_stdout_closes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let serve = Serve::start(&dir);
+    let pid = serve.child.id().to_string();
+    let mut child = serve;
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = wait_or_kill(&mut child.child, PATIENCE).expect("serve exits on SIGHUP");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(events(&dir, 14301).len(), 1, "the stop event");
+    assert!(!ServeFile::path(&dir).exists());
+
+    // `serve D | head -3`: the reader leaves, the next status line fails, serve shuts down.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
+        .args(["serve", dir.to_str().unwrap(), "--status-interval", "1"])
+        .args(["--duration", "60"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        for _ in 0..3 {
+            lines.next().unwrap().unwrap();
+        }
+    }
+    let status = wait_or_kill(&mut child, PATIENCE).expect("serve exits when stdout closes");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(events(&dir, 14301).len(), 2, "the stop event");
+    assert!(!ServeFile::path(&dir).exists());
+}
+
+#[test]
+fn fix_after_a_revoked_acl_alone_does_not_speak_of_a_renewal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
+    lcs_ok(&["store", "revoke", d, &thumbprint(&dir), "RTCService"]);
+    let out = lcs_ok(&["fix", d]);
+    assert!(!out.contains("renewed certificate"), "{out}");
+    assert!(out.contains("RTCService can read the key again"), "{out}");
 }
 
 #[test]

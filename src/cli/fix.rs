@@ -60,11 +60,20 @@ pub fn run(args: FixArgs) -> CmdResult {
     } else if args.dry_run {
         outln!("(dry run: nothing changed)");
     } else {
-        outln!(
-            "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate, or run `lcs-sim fix {} --live` while it runs.",
-            d.root().display(),
-            d.root().display()
-        );
+        if plan.rebinds.is_empty() {
+            // Only grants: a running server re-checks the key's ACL at every handshake.
+            outln!(
+                "Fixed: {} can read the key again; a running `lcs-sim serve {}` uses it from its next handshake, no restart needed.",
+                plan.principal,
+                d.root().display()
+            );
+        } else {
+            outln!(
+                "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate, or run `lcs-sim fix {} --live` while it runs.",
+                d.root().display(),
+                d.root().display()
+            );
+        }
         let untouched: Vec<&str> = config
             .cert_refs()
             .map(|(c, _)| c)

@@ -69,7 +69,10 @@ pub async fn serve(
         store: live.clone(),
         roots: Arc::new(roots),
         clock,
-        events: Arc::new(d.event_log()),
+        events: Arc::new(Tee {
+            log: d.event_log(),
+            also: options.on_event.clone(),
+        }),
     };
     let on_auto_rebind = match (&options.on_auto_rebind, auto) {
         (None, true) => Some(record_in_config(d.clone())),
@@ -117,6 +120,27 @@ fn record_in_config(d: Deployment) -> super::auto::OnRebound {
             }
         }
     })
+}
+
+/// The event log, and a look at each event on its way (`serve`'s console).
+struct Tee {
+    log: crate::eventlog::EventLog,
+    also: Option<super::service::OnEvent>,
+}
+
+impl std::fmt::Debug for Tee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tee").field("log", &self.log).finish()
+    }
+}
+
+impl crate::eventlog::EventSink for Tee {
+    fn record(&self, event: crate::eventlog::Event) {
+        if let Some(f) = &self.also {
+            f(&event);
+        }
+        self.log.record(event);
+    }
 }
 
 /// File descriptors kept free for everything but accepted connections (the event log, the

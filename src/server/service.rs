@@ -28,6 +28,9 @@ use super::driver::ToDriver;
 use super::log::ServiceLog;
 use super::metrics::Metrics;
 
+/// A look at each event as it is logged.
+pub type OnEvent = Arc<dyn Fn(&crate::eventlog::Event) + Send + Sync>;
+
 /// Settings of a service run that are not in `lcs.toml`.
 #[derive(Clone)]
 pub struct ServiceOptions {
@@ -46,6 +49,9 @@ pub struct ServiceOptions {
     /// Called after auto-rebind swapped certificates, to record the new references (live mode
     /// writes lcs.toml). Default none.
     pub on_auto_rebind: Option<super::auto::OnRebound>,
+    /// Also shown each event as it is logged (live: `serve` prints rebinds and refusals on its
+    /// console). Default none.
+    pub on_event: Option<OnEvent>,
     /// The deployment folder, as the remedies in events should name it (live: the folder
     /// `serve` runs; default none: the remedy says `DIR`).
     pub deployment: Option<std::path::PathBuf>,
@@ -61,6 +67,7 @@ impl Default for ServiceOptions {
             auto_rebind: false,
             on_auto_rebind: None,
             deployment: None,
+            on_event: None,
         }
     }
 }
