@@ -551,7 +551,7 @@ fn running_findings(
             inputs.dir()
         ),
     }];
-    if !conn.key_opens {
+    if conn.key_opens == Some(false) {
         let why = conn
             .key_error
             .as_deref()

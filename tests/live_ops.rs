@@ -629,7 +629,31 @@ fn metrics_are_served_as_openmetrics_text() {
     );
     let (_, body) = curl("GET", &url(&serve, "/metrics"), None);
     assert!(body.contains("# EOF"), "the body is OpenMetrics: {body}");
-    serve.terminate();
+    // The route is ready (up) with no connection open: the status line says "open", not "up".
+    assert_eq!(
+        sample(&body, "lcs_route_up{route=\"route-fabrikam.com\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    let (_, certs) = curl("GET", &url(&serve, "/certs"), None);
+    let certs = json(&certs);
+    let by_id = |id: &str| {
+        certs["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id("route-fabrikam.com")["state"], "ready");
+    assert!(
+        by_id("tcp-5060")["key_opens"].is_null(),
+        "a TCP listener has no key"
+    );
+    assert_eq!(by_id("tls-5061")["key_opens"], true);
+    let (_, stdout) = serve.terminate();
+    assert!(stdout.contains("routes 0 open (0 failed)"), "{stdout}");
 }
 
 #[test]

@@ -186,7 +186,7 @@ impl MetricsSnapshot {
             }
         };
         format!(
-            "tls {} open ({} ok, {}) | mtls {} open ({} ok, {}) | tcp {} open | routes {} up ({}) | msgs routed {} queued {} timed out {} waiting {} | registered {}",
+            "tls {} open ({} ok, {}) | mtls {} open ({} ok, {}) | tcp {} open | routes {} open ({}) | msgs routed {} queued {} timed out {} waiting {} | registered {}",
             self.tls.established,
             self.tls.handshakes_ok,
             failed(&self.tls),

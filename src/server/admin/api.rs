@@ -39,8 +39,9 @@ pub struct CertsEntry {
     pub state: String,
     /// The certificate bound now (none for TCP or a connection that did not start).
     pub bound: Option<BoundCert>,
-    /// Whether the bound key opens as the service principal right now.
-    pub key_opens: bool,
+    /// Whether the bound key opens as the service principal right now; `null` when nothing is
+    /// bound (a TCP listener, or a connection that did not start).
+    pub key_opens: Option<bool>,
     /// Why it does not (`key_access_denied`, ...).
     pub key_error: Option<String>,
     /// Why it did not start (`state: not_started`): `address_in_use`, `certificate_not_found`, ...

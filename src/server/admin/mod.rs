@@ -151,7 +151,7 @@ pub fn certs_report(handle: &ServiceHandle, on_disk: Option<&Config>) -> CertsRe
             }
             .into(),
             bound,
-            key_opens: matches!(key, Some(Ok(_))),
+            key_opens: key.as_ref().map(Result::is_ok),
             key_error: match key {
                 Some(Err(e)) => Some(e.reason().into()),
                 _ => None,

@@ -165,7 +165,7 @@ fn routes(registry: &mut Registry, handle: &ServiceHandle) {
     }
     registry.register(
         "route_up",
-        "1 when the route started and its credential opens now",
+        "1 when the route started and its credential opens now (ready to dial; route connections open now are lcs_route_open_connections)",
         up,
     );
     gauge(
