@@ -731,6 +731,53 @@ fn fix_after_a_revoked_acl_alone_does_not_speak_of_a_renewal() {
 }
 
 #[test]
+fn fix_live_reports_what_plain_fix_reports_validity_and_connections_not_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A certificate that expired: a swap cannot fix it, and fix --live says so as fix does.
+    let old = tmp.path().join("old");
+    let at = {
+        use lcs_sim::clock::Clock;
+        lcs_sim::clock::SystemClock.now_utc() - time::Duration::days(400)
+    };
+    lcs_sim::deployment::Deployment::init(&old, &Default::default(), at).unwrap();
+    let path = old.join("lcs.toml");
+    let mut config = Config::load(&path).unwrap();
+    for c in &mut config.connections {
+        c.port = 0;
+    }
+    config.admin.port = 0;
+    config.save(&path).unwrap();
+    let serve = Serve::start(&old);
+    let out = lcs(&["fix", old.to_str().unwrap(), "--live"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("expired       tls-5061") && stdout.contains("a rebind cannot help"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Fixed live"), "{stdout}");
+    serve.terminate();
+
+    let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
+    let serve = Serve::start(&dir);
+    lcs_ok(&[
+        "store",
+        "renew",
+        d,
+        &thumbprint(&dir),
+        "--policy",
+        "new-key-keep-acl",
+    ]);
+    let out = lcs_ok(&["fix", d, "--live", "--connection", "tls-5061"]);
+    assert!(
+        out.contains("Not rebound (not asked for): mtls-5062, route-fabrikam.com"),
+        "{out}"
+    );
+    serve.terminate();
+}
+
+#[test]
 fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fix_live() {
     if !peers() {
         return;

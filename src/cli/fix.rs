@@ -74,14 +74,7 @@ pub fn run(args: FixArgs) -> CmdResult {
                 d.root().display()
             );
         }
-        let untouched: Vec<&str> = config
-            .cert_refs()
-            .map(|(c, _)| c)
-            .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
-            .collect();
-        if !args.connections.is_empty() && !untouched.is_empty() {
-            outln!("Not rebound (not asked for): {}", untouched.join(", "));
-        }
+        not_asked(&config, &plan, &args.connections);
     }
     if invalid.is_empty() {
         return Ok(());
@@ -151,6 +144,18 @@ fn print_plan(plan: &fix::FixPlan) {
     }
 }
 
+/// "Not rebound (not asked for)" when `--connection` left some out.
+fn not_asked(config: &lcs_sim::config::Config, plan: &fix::FixPlan, asked: &[String]) {
+    let untouched: Vec<&str> = config
+        .cert_refs()
+        .map(|(c, _)| c)
+        .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
+        .collect();
+    if !asked.is_empty() && !untouched.is_empty() {
+        outln!("Not rebound (not asked for): {}", untouched.join(", "));
+    }
+}
+
 fn run_live(args: &FixArgs) -> CmdResult {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -172,11 +177,15 @@ fn run_live(args: &FixArgs) -> CmdResult {
                 error: other.into(),
             },
         })?;
+    let d = Deployment::open(&args.dir)?;
     if outcome.plan.is_empty() {
         outln!("lcs.toml: nothing to fix on disk.");
     } else {
         print_plan(&outcome.plan);
+        not_asked(&d.config()?, &outcome.plan, &args.connections);
     }
+    // The same checks as plain fix: a certificate outside its validity is not fixed by a swap.
+    let invalid = fix::outside_validity(&outcome.plan, &d.store().load()?, SystemClock.now_utc());
     let serve = format!("lcs-sim serve {}", args.dir.display());
     for r in &outcome.response.results {
         let serials = match (&r.from, &r.to) {
@@ -220,6 +229,9 @@ fn run_live(args: &FixArgs) -> CmdResult {
                 not_started.join(", ")
             ),
         });
+    }
+    if !invalid.is_empty() {
+        return report_invalid(&invalid, &d);
     }
     if outcome.rebound_any() {
         outln!(
