@@ -542,14 +542,13 @@ fn running_findings(
         connection: id.into(),
         certificate: Some(summary.clone()),
         message: format!(
-            "the running server (admin {}) presents serial {} on {id}; lcs.toml names serial {}",
-            running.admin, bound.serial, reference.serial
-        ),
-        remedy: format!(
-            "{} (or restart `lcs-sim serve {}`)",
-            inputs.fix_command(),
+            "the running server (admin {}) presents serial {} on {id}; lcs.toml names serial {} (a restart of `lcs-sim serve {}` also binds it)",
+            running.admin,
+            bound.serial,
+            reference.serial,
             inputs.dir()
         ),
+        remedy: inputs.fix_command(),
     }];
     if conn.key_opens == Some(false) {
         let why = conn

@@ -549,3 +549,29 @@ fn a_running_server_whose_key_is_unreadable_is_an_error() {
         "{findings:?}"
     );
 }
+
+#[test]
+fn a_damaged_event_log_line_is_skipped_with_a_warning_not_a_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    let t = thumbprint(&d);
+    let out = lcs(&["store", "renew", dir(&d), &t]);
+    assert!(out.status.success());
+    let log = d.root().join("events.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, format!("{{not an event\n{text}")).unwrap();
+    let out = lcs(&["doctor", dir(&d)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "findings, not bad input: {stderr}"
+    );
+    assert!(
+        stderr.contains("warning: skipped a line of the event log") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+    // The renewal event after the damaged line still informs the finding.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("same-key-reset-acl"), "{stdout}");
+}

@@ -69,7 +69,10 @@ pub fn run(args: DoctorArgs) -> CmdResult {
     let d = Deployment::open(&args.dir)?;
     let config = d.config()?;
     let store = d.store().load()?;
-    let events = d.event_log().read()?;
+    let (events, damaged) = d.event_log().read_lenient()?;
+    for e in &damaged {
+        eprintln!("warning: skipped a line of the event log: {e}");
+    }
     let trust = Trust::load(&d.ca_path())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
