@@ -56,7 +56,17 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Finds the server of the deployment in `dir` through `serve.json` and asks it for `/certs`.
 pub async fn discover(dir: &Path) -> Server {
-    let file = match ServeFile::read(dir) {
+    // serve.json and a probe connection: off the async worker.
+    let owned = dir.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || ServeFile::read(&owned))
+        .await
+        .unwrap_or_else(|e| {
+            Err(crate::server::admin::ServeFileError::Io {
+                path: dir.into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
+    let file = match read {
         Ok(None) => return Server::NotRunning,
         Ok(Some(file)) => file,
         Err(e) => {

@@ -97,28 +97,38 @@ pub async fn serve(
 
 /// Auto-rebind's record of what it swapped: the new references go into lcs.toml, edited in
 /// place (comments and layout kept) and written atomically under the store's lock, so a
-/// restart binds the same certificates and a concurrent `fix` cannot lose the change.
+/// restart binds the same certificates and a concurrent `fix` cannot lose the change. The
+/// callback runs on the auto-rebind task; the file work (a lock that may wait on a `fix`)
+/// runs on one writer thread of its own, in order, so the async workers never block on it.
 fn record_in_config(d: Deployment) -> super::auto::OnRebound {
-    Arc::new(move |done: &[super::Rebound]| {
-        let path = d.config_path();
-        let changes: Vec<(&str, &crate::config::CertRef)> = done
-            .iter()
-            .map(|r| (r.connection.as_str(), &r.to))
-            .collect();
-        let result = d
-            .store()
-            .locked(|| crate::config::edit::set_cert_refs(&path, &changes))
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        match result {
-            Ok(()) => tracing::info!(
-                "auto-rebind recorded the new references in {}",
-                path.display()
-            ),
-            Err(e) => {
-                tracing::error!("auto-rebind swapped live but cannot record it in lcs.toml: {e}")
+    let (to_writer, writes) = std::sync::mpsc::channel::<Vec<(String, crate::config::CertRef)>>();
+    std::thread::spawn(move || {
+        for done in writes {
+            let path = d.config_path();
+            let changes: Vec<(&str, &crate::config::CertRef)> =
+                done.iter().map(|(id, r)| (id.as_str(), r)).collect();
+            let result = d
+                .store()
+                .locked(|| crate::config::edit::set_cert_refs(&path, &changes))
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            match result {
+                Ok(()) => tracing::info!(
+                    "auto-rebind recorded the new references in {}",
+                    path.display()
+                ),
+                Err(e) => tracing::error!(
+                    "auto-rebind swapped live but cannot record it in lcs.toml: {e}"
+                ),
             }
         }
+    });
+    Arc::new(move |done: &[super::Rebound]| {
+        let changes = done
+            .iter()
+            .map(|r| (r.connection.clone(), r.to.clone()))
+            .collect();
+        let _ = to_writer.send(changes);
     })
 }
 

@@ -106,9 +106,24 @@ pub enum LiveFixError {
 /// Fixes `dir` for `connections` (every connection when empty) and swaps the running server's
 /// credentials live. See the module docs.
 pub async fn fix_live(dir: &Path, connections: &[String]) -> Result<LiveFixOutcome, LiveFixError> {
-    let serve = ServeFile::read(dir)?.ok_or_else(|| LiveFixError::NoServer { dir: dir.into() })?;
-    let d = Deployment::open(dir).map_err(FixOnDiskError::from)?;
-    let plan = d.fix(connections, false)?;
+    // Files, a lock and a probe connection: off the async worker (the load generator calls
+    // this from inside its runtime).
+    let (dir_owned, scope) = (dir.to_path_buf(), connections.to_vec());
+    let (serve, plan) = tokio::task::spawn_blocking(move || {
+        let dir = dir_owned.as_path();
+        let serve =
+            ServeFile::read(dir)?.ok_or_else(|| LiveFixError::NoServer { dir: dir.into() })?;
+        let d = Deployment::open(dir).map_err(FixOnDiskError::from)?;
+        let plan = d.fix(&scope, false)?;
+        Ok::<_, LiveFixError>((serve, plan))
+    })
+    .await
+    .map_err(|e| {
+        LiveFixError::Fix(FixOnDiskError::Deployment(DeploymentError::Io {
+            path: dir.into(),
+            source: std::io::Error::other(e.to_string()),
+        }))
+    })??;
     let request = RebindRequest {
         connections: (!connections.is_empty()).then(|| connections.to_vec()),
     };

@@ -110,7 +110,12 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
 }
 
 async fn certs(State(s): State<Arc<AdminState>>) -> Response {
-    let configured = s.deployment.config().ok();
+    // lcs.toml is a file: read it off the async workers.
+    let d = s.deployment.clone();
+    let configured = tokio::task::spawn_blocking(move || d.config().ok())
+        .await
+        .ok()
+        .flatten();
     Json(certs_report(&s.handle, configured.as_ref())).into_response()
 }
 
