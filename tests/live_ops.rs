@@ -778,6 +778,58 @@ fn fix_live_reports_what_plain_fix_reports_validity_and_connections_not_asked_fo
 }
 
 #[test]
+fn metrics_count_responses_sent_by_method_and_status_and_route_failures_by_route() {
+    if !peers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    // The federation peer's port: free, so the route's dial is refused.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let path = dir.join("lcs.toml");
+    let mut config = Config::load(&path).unwrap();
+    config.routes[0].next_hop = closed.to_string().parse().unwrap();
+    config.save(&path).unwrap();
+    let serve = Serve::start(&dir);
+    let ca = dir.join("ca.pem");
+    let mut client = SClient::connect(serve.addr("tls-5061"), &ca, "lcs01.contoso.com");
+    client.send(&options(1)).unwrap();
+    assert_eq!(client.status(1).as_deref(), Some("SIP/2.0 200 OK"));
+    let message = common::request(
+        "MESSAGE",
+        "sip:bob@fabrikam.com",
+        "alice@contoso.com",
+        "bob@fabrikam.com",
+        2,
+        "Content-Type: text/plain\r\n",
+        "hi",
+    );
+    client.send(&message).unwrap();
+    let failed = poll(PATIENCE, || {
+        let (_, m) = curl("GET", &url(&serve, "/metrics"), None);
+        m.lines()
+            .find(|l| l.starts_with("lcs_route_failures_total{route=\"route-fabrikam.com\""))
+            .map(str::to_owned)
+    })
+    .expect("a route failure labelled with its route");
+    assert!(failed.contains("reason="), "{failed}");
+    let (_, m) = curl("GET", &url(&serve, "/metrics"), None);
+    assert_eq!(
+        sample(
+            &m,
+            "lcs_sip_responses_total{method=\"OPTIONS\",status=\"200\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    drop(client);
+    serve.terminate();
+}
+
+#[test]
 fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fix_live() {
     if !peers() {
         return;
