@@ -13,6 +13,7 @@
 //! expiry horizon, and the difference between the configuration and the running server.
 //! [`diagnose`] is pure: every input, `now` included, is an argument.
 
+mod missing;
 pub mod running;
 
 use std::fmt;
@@ -30,6 +31,7 @@ use crate::eventlog::{Event, ids};
 use crate::pki::{Serial, Thumbprint};
 use crate::server::admin::api::CertsEntry;
 use crate::store::{Store, StoredCert};
+pub use missing::missing_keys;
 use running::RunningCerts;
 
 /// How bad a finding is.
@@ -83,6 +85,9 @@ pub enum Code {
     /// The connection did not start in the running server (its port was taken, or its
     /// certificate could not be acquired at start): only a restart of `serve` starts it.
     NotStarted,
+    /// The certificate's private key file is gone from the store: nothing can use the
+    /// certificate (the other checks need the whole store and are skipped).
+    KeyMissing,
 }
 
 impl Code {
@@ -101,6 +106,7 @@ impl Code {
             Code::UnknownCertificate => "unknown_certificate",
             Code::RunningDiffers => "running_differs",
             Code::NotStarted => "not_started",
+            Code::KeyMissing => "key_missing",
         }
     }
 }

@@ -575,3 +575,25 @@ fn a_damaged_event_log_line_is_skipped_with_a_warning_not_a_failure() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("same-key-reset-acl"), "{stdout}");
 }
+
+#[test]
+fn a_missing_key_file_is_a_finding_not_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    let keys = d.root().join("store").join("keys");
+    for e in std::fs::read_dir(&keys).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!(code, 1, "{findings:?}");
+    assert_eq!(
+        codes(&findings),
+        on_each(
+            &["tls-5061", "mtls-5062", "route-fabrikam.com"],
+            &["key_missing"]
+        )
+    );
+    let message = findings[0]["message"].as_str().unwrap();
+    assert!(message.contains("is missing"), "{message}");
+    assert!(!message.contains("PKCS#8"), "{message}");
+}

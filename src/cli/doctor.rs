@@ -33,6 +33,7 @@ Codes (errors unless marked):
   unknown_certificate       lcs.toml names a certificate the store does not have
   running_differs           (warning) the running server holds another certificate
   not_started               the running server did not start the connection: restart serve
+  key_missing               the certificate's key file is gone from the store (other checks skipped)
 
 Each finding's remedy is a command to run: `lcs-sim fix DIR` (with `--live` when a server runs),
 a renewal for dates, or which certificate to name in lcs.toml.
@@ -68,7 +69,17 @@ struct Report<'a> {
 pub fn run(args: DoctorArgs) -> CmdResult {
     let d = Deployment::open(&args.dir)?;
     let config = d.config()?;
-    let store = d.store().load()?;
+    let store = match d.store().load() {
+        Ok(store) => store,
+        Err(e) => {
+            let missing = d.store().missing_keys();
+            if missing.is_empty() {
+                return Err(e.into());
+            }
+            let findings = doctor::missing_keys(&args.dir, &config, &missing);
+            return report(&args, &config, &findings, "the store is incomplete");
+        }
+    };
     let (events, damaged) = d.event_log().read_lenient()?;
     for e in &damaged {
         eprintln!("warning: skipped a line of the event log: {e}");
@@ -104,27 +115,32 @@ pub fn run(args: DoctorArgs) -> CmdResult {
         now,
         warn_days: args.warn_days,
     });
+    let server = match (&server, running) {
+        (_, Some(r)) => format!("server pid {} (admin {})", r.pid, r.admin),
+        (Server::Unresponsive { pid, .. }, None) => {
+            format!("a server is running (pid {pid}) but did not answer")
+        }
+        _ => "no server running".into(),
+    };
+    report(&args, &config, &findings, &server)
+}
+
+/// Prints the findings in the format asked for; exit 1 on errors (or warnings with --strict).
+fn report(
+    args: &DoctorArgs,
+    config: &lcs_sim::config::Config,
+    findings: &[Finding],
+    server: &str,
+) -> CmdResult {
     match args.format {
-        Format::Json => outln!(
-            "{}",
-            serde_json::to_string_pretty(&Report {
-                findings: &findings
-            })?
-        ),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&Report { findings })?),
         Format::Text => {
             let checked: Vec<&str> = config.cert_refs().map(|(id, _)| id).collect();
-            let server = match (&server, running) {
-                (_, Some(r)) => format!("server pid {} (admin {})", r.pid, r.admin),
-                (Server::Unresponsive { pid, .. }, None) => {
-                    format!("a server is running (pid {pid}) but did not answer")
-                }
-                _ => "no server running".into(),
-            };
-            print_text(&findings, &checked, &server);
+            print_text(findings, &checked, server);
         }
     }
-    let errors = count(&findings, Severity::Error);
-    let warnings = count(&findings, Severity::Warning);
+    let errors = count(findings, Severity::Error);
+    let warnings = count(findings, Severity::Warning);
     if errors > 0 || (args.strict && warnings > 0) {
         return Err(Failure {
             code: 1,
