@@ -47,7 +47,7 @@ const ON_CONSOLE: [u32; 3] = [
 /// lock on DIR/serve.lock keeps out a second serve on the same folder.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  lcs-sim init demo && lcs-sim serve demo\n  # in another terminal:\n  sipsak -E tls --tls-ca-cert demo/ca.pem -U -i -H 127.0.0.1 -x 120 -s sip:alice@127.0.0.1:5061\n  lcs-sim store renew demo <THUMBPRINT>     # new TLS handshakes now fail\n  curl -s 127.0.0.1:5080/healthz            # 503, naming tls-5061, mtls-5062 and the route\n  lcs-sim fix demo --live                   # repaired without a restart\n\nExit codes: 0 stopped normally (Ctrl-C, SIGTERM, --duration); 1 another serve runs on DIR,\nthe admin port is taken, or --require-all and something did not start; 2 bad input."
+    after_help = "Example:\n  lcs-sim init demo && lcs-sim serve demo\n  # in another terminal:\n  sipsak -E tls --tls-ca-cert demo/ca.pem -U -i -H 127.0.0.1 -x 120 -s sip:alice@127.0.0.1:5061\n  lcs-sim store renew demo <THUMBPRINT>     # new TLS handshakes now fail\n  curl -s 127.0.0.1:5080/healthz            # 503, naming tls-5061, mtls-5062 and the route\n  lcs-sim fix demo --live                   # repaired without a restart\n\nExit codes: 0 stopped normally (Ctrl-C, SIGTERM, SIGHUP, --duration, stdout closed); 1 another serve\nruns on DIR (it holds DIR/serve.lock), the admin port is taken, or --require-all and something\ndid not start; 2 bad input."
 )]
 pub struct ServeArgs {
     /// The deployment folder.
