@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::pki::Serial;
 
+pub mod edit;
 mod kinds;
 
 pub use kinds::{Connection, HostPort, HostPortError, ListenerKind, TlsVersion};

@@ -395,7 +395,7 @@ impl Deployment {
         scope: &[String],
         dry_run: bool,
     ) -> Result<crate::fix::FixPlan, FixOnDiskError> {
-        let mut config = self.config().map_err(DeploymentError::from)?;
+        let config = self.config().map_err(DeploymentError::from)?;
         crate::fix::check_scope(&config, scope)?;
         let disk = self.store();
         let config_path = self.config_path();
@@ -407,9 +407,8 @@ impl Deployment {
                 let plan = crate::fix::plan(&config, store, scope);
                 if plan.unresolved.is_empty() && !plan.is_empty() {
                     crate::fix::apply_to_store(&plan, store)?;
-                    crate::fix::apply_to_config(&plan, &mut config);
                     // If this fails the grant alone is harmless; running `fix` again completes it.
-                    save_error = config.save(&config_path).err();
+                    save_error = crate::fix::write_to_config(&plan, &config_path).err();
                 }
                 Ok(plan)
             })

@@ -13,6 +13,7 @@
 //! expiry horizon, and the difference between the configuration and the running server.
 //! [`diagnose`] is pure: every input, `now` included, is an argument.
 
+mod missing;
 pub mod running;
 
 use std::fmt;
@@ -28,7 +29,9 @@ use crate::certcheck::{self, Need, Problem, Usage};
 use crate::config::{CertRef, Config};
 use crate::eventlog::{Event, ids};
 use crate::pki::{Serial, Thumbprint};
+use crate::server::admin::api::CertsEntry;
 use crate::store::{Store, StoredCert};
+pub use missing::missing_keys;
 use running::RunningCerts;
 
 /// How bad a finding is.
@@ -79,6 +82,12 @@ pub enum Code {
     UnknownCertificate,
     /// The running server holds a different certificate than `lcs.toml` names.
     RunningDiffers,
+    /// The connection did not start in the running server (its port was taken, or its
+    /// certificate could not be acquired at start): only a restart of `serve` starts it.
+    NotStarted,
+    /// The certificate's private key file is gone from the store: nothing can use the
+    /// certificate (the other checks need the whole store and are skipped).
+    KeyMissing,
 }
 
 impl Code {
@@ -96,6 +105,8 @@ impl Code {
             Code::ChainUntrusted => "chain_untrusted",
             Code::UnknownCertificate => "unknown_certificate",
             Code::RunningDiffers => "running_differs",
+            Code::NotStarted => "not_started",
+            Code::KeyMissing => "key_missing",
         }
     }
 }
@@ -512,8 +523,10 @@ fn running_findings(
     let Some(conn) = running.connections.iter().find(|c| c.id == id) else {
         return Vec::new();
     };
+    if conn.state == "not_started" {
+        return vec![not_started(inputs, running, conn)];
+    }
     let Some(bound) = &conn.bound else {
-        // Not started: the configured reference's findings say why.
         return Vec::new();
     };
     // The server reports hex strings; parsing normalises case and separators.
@@ -535,16 +548,15 @@ fn running_findings(
         connection: id.into(),
         certificate: Some(summary.clone()),
         message: format!(
-            "the running server (admin {}) presents serial {} on {id}; lcs.toml names serial {}",
-            running.admin, bound.serial, reference.serial
-        ),
-        remedy: format!(
-            "{} (or restart `lcs-sim serve {}`)",
-            inputs.fix_command(),
+            "the running server (admin {}) presents serial {} on {id}; lcs.toml names serial {} (a restart of `lcs-sim serve {}` also binds it)",
+            running.admin,
+            bound.serial,
+            reference.serial,
             inputs.dir()
         ),
+        remedy: inputs.fix_command(),
     }];
-    if !conn.key_opens {
+    if conn.key_opens == Some(false) {
         let why = conn
             .key_error
             .as_deref()
@@ -561,6 +573,26 @@ fn running_findings(
         });
     }
     out
+}
+
+/// A connection the running server did not start: the files may be fine (a `fix` since), but
+/// nothing listens or dials until `serve` restarts.
+fn not_started(inputs: &Inputs<'_>, running: &RunningCerts, conn: &CertsEntry) -> Finding {
+    let why = conn
+        .start_error
+        .as_deref()
+        .map_or(String::new(), |e| format!(" ({e})"));
+    Finding {
+        severity: Severity::Error,
+        code: Code::NotStarted,
+        connection: conn.id.clone(),
+        certificate: None,
+        message: format!(
+            "the running server (pid {}, admin {}) did not start {}{why}: nothing serves it until serve restarts; stop that server first (kill -TERM {}), then start it again",
+            running.pid, running.admin, conn.id, running.pid
+        ),
+        remedy: format!("lcs-sim serve {}", inputs.dir()),
+    }
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {

@@ -207,9 +207,22 @@ impl EventLog {
 
     /// Every complete entry, oldest first. A missing file is an empty log.
     pub fn read(&self) -> Result<Vec<Event>, EventLogError> {
+        let (events, mut bad) = self.read_lenient()?;
+        match bad.is_empty() {
+            true => Ok(events),
+            false => Err(bad.remove(0)),
+        }
+    }
+
+    /// Like [`read`](Self::read), but a line that is not an event is set aside (returned as
+    /// [`EventLogError::Corrupt`]) instead of failing the whole read: for a reader that
+    /// diagnoses (`doctor`) and must not give up on one damaged line.
+    pub fn read_lenient(&self) -> Result<(Vec<Event>, Vec<EventLogError>), EventLogError> {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Vec::new(), Vec::new()));
+            }
             Err(source) => {
                 return Err(EventLogError::Io {
                     path: self.path.clone(),
@@ -221,18 +234,22 @@ impl EventLog {
             Some(end) => &text[..end],
             None => "",
         };
-        complete
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| EventLogError::Corrupt {
+        let mut events = Vec::new();
+        let mut bad = Vec::new();
+        for (i, l) in complete.lines().enumerate() {
+            if l.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(l) {
+                Ok(e) => events.push(e),
+                Err(e) => bad.push(EventLogError::Corrupt {
                     path: self.path.clone(),
                     line: i + 1,
                     detail: e.to_string(),
-                })
-            })
-            .collect()
+                }),
+            }
+        }
+        Ok((events, bad))
     }
 }
 

@@ -177,6 +177,20 @@ pub fn apply_to_store(plan: &FixPlan, store: &mut Store) -> Result<(), StoreErro
     Ok(())
 }
 
+/// The configuration half of a fix on disk: each connection's new reference written into the
+/// file at `path` in place (comments and layout kept, see [`crate::config::edit`]).
+pub fn write_to_config(
+    plan: &FixPlan,
+    path: &std::path::Path,
+) -> Result<(), crate::config::ConfigError> {
+    let changes: Vec<(&str, &CertRef)> = plan
+        .rebinds
+        .iter()
+        .map(|r| (r.connection.as_str(), &r.to))
+        .collect();
+    crate::config::edit::set_cert_refs(path, &changes)
+}
+
 /// The configuration half of a fix: each connection's new reference.
 pub fn apply_to_config(plan: &FixPlan, config: &mut Config) {
     for r in &plan.rebinds {

@@ -295,6 +295,9 @@ fn grant_and_revoke_change_the_key_acl() {
         .as_str()
         .unwrap()
         .to_string();
+    // ACLs match names in any case; the answer names the principal as the ACL spells it.
+    let out = ok(&["store", "grant", d, &t, "rtcservice"]);
+    assert!(out.starts_with("Already granted: RTCService read"), "{out}");
     ok(&["store", "revoke", d, &t, "RTCService"]);
     assert_eq!(acl_of(&list(&dir, false)[0], "RTCService"), None);
     let out = ok(&["store", "revoke", d, &t, "RTCService"]);

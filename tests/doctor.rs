@@ -549,3 +549,51 @@ fn a_running_server_whose_key_is_unreadable_is_an_error() {
         "{findings:?}"
     );
 }
+
+#[test]
+fn a_damaged_event_log_line_is_skipped_with_a_warning_not_a_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    let t = thumbprint(&d);
+    let out = lcs(&["store", "renew", dir(&d), &t]);
+    assert!(out.status.success());
+    let log = d.root().join("events.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, format!("{{not an event\n{text}")).unwrap();
+    let out = lcs(&["doctor", dir(&d)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "findings, not bad input: {stderr}"
+    );
+    assert!(
+        stderr.contains("warning: skipped a line of the event log") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+    // The renewal event after the damaged line still informs the finding.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("same-key-reset-acl"), "{stdout}");
+}
+
+#[test]
+fn a_missing_key_file_is_a_finding_not_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(&tmp);
+    let keys = d.root().join("store").join("keys");
+    for e in std::fs::read_dir(&keys).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let (code, findings) = doctor(d.root(), &[]);
+    assert_eq!(code, 1, "{findings:?}");
+    assert_eq!(
+        codes(&findings),
+        on_each(
+            &["tls-5061", "mtls-5062", "route-fabrikam.com"],
+            &["key_missing"]
+        )
+    );
+    let message = findings[0]["message"].as_str().unwrap();
+    assert!(message.contains("is missing"), "{message}");
+    assert!(!message.contains("PKCS#8"), "{message}");
+}

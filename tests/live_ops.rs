@@ -241,6 +241,123 @@ fn post_rebind_to_an_unreadable_key_is_409_and_changes_nothing() {
 }
 
 #[test]
+fn post_rebind_rejects_bad_input_with_400_and_reports_every_connection_it_was_asked_for() {
+    if !peers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
+    let serve = Serve::start(&dir);
+    let rebind = url(&serve, "/rebind");
+    let post = |body: &str| curl("POST", &rebind, Some(body));
+    let (code, body) = post(r#"{"connections": ["nope"]}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("unknown connection `nope`")
+            && body.contains("tls-5061, mtls-5062, route-fabrikam.com"),
+        "{body}"
+    );
+    let (code, body) = post(r#"{"connections": ["tcp-5060"]}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("uses no certificate"), "{body}");
+    let (code, body) = post(r#"{"connections": ["tls-5061", "tls-5061"]}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("named twice"), "{body}");
+    let (code, body) = post(r#"{"connections": []}"#);
+    assert_eq!(code, 400, "{body}");
+    // A body that does not say it is JSON (a cross-site form post) is refused unread.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data",
+            r#"{"connections": ["tls-5061"]}"#,
+        ])
+        .arg(&rebind)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "415");
+
+    // A renewal whose new key the service cannot read, named for tls-5061 only: the request
+    // is refused as a whole, and mtls-5062 (valid, unchanged) is reported as held.
+    let old = thumbprint(&dir);
+    lcs_ok(&["store", "renew", d, &old, "--policy", "new-key-keep-acl"]);
+    let renewed = thumbprint(&dir);
+    lcs_ok(&["store", "revoke", d, &renewed, "RTCService"]);
+    let serial = json(&lcs_ok(&["store", "show", d, &renewed, "--format", "json"]))["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut config = Config::load(&dir.join("lcs.toml")).unwrap();
+    config.certificate_mut("tls-5061").unwrap().serial = serial.try_into().unwrap();
+    config.save(&dir.join("lcs.toml")).unwrap();
+    let (code, body) = post(r#"{"connections": ["tls-5061", "mtls-5062"]}"#);
+    assert_eq!(code, 409, "{body}");
+    let results = json(&body)["results"].clone();
+    let status = |id: &str| {
+        let r = results
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["connection"] == id);
+        r.map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                r["reason"].as_str().map(str::to_owned),
+            )
+        })
+    };
+    assert_eq!(
+        status("tls-5061"),
+        Some(("refused".into(), Some("key_access_denied".into()))),
+        "{body}"
+    );
+    assert_eq!(status("mtls-5062"), Some(("held".into(), None)), "{body}");
+
+    // The bound certificate's key no longer opens: not "unchanged" while /healthz is 503.
+    lcs_ok(&["store", "revoke", d, &old, "RTCService"]);
+    poll(PATIENCE, || {
+        (curl("GET", &url(&serve, "/healthz"), None).0 == 503).then_some(())
+    })
+    .expect("healthz 503");
+    let (code, body) = post(r#"{"connections": ["mtls-5062"]}"#);
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.contains("key_access_denied") && !body.contains("unchanged"),
+        "{body}"
+    );
+    let (code, body) = curl("POST", &rebind, None);
+    assert_eq!(code, 409, "{body}");
+    let (_, metrics) = curl("GET", &url(&serve, "/metrics"), None);
+    assert_eq!(
+        sample(&metrics, "lcs_rebind_refusals_total"),
+        Some(3.0),
+        "{metrics}"
+    );
+    let refusals = events(&dir, 14372);
+    assert_eq!(refusals.len(), 3);
+    assert!(
+        serve
+            .banner()
+            .contains("event 14372 (Warning): A live rebind was refused"),
+        "serve says so on its console:\n{}",
+        serve.banner()
+    );
+    // One cause (the old key), named once with both connections that share it.
+    let message = refusals[2]["message"].as_str().unwrap();
+    assert!(
+        message.contains("mtls-5062, route-fabrikam.com: key_access_denied (")
+            && message.contains("tls-5061: key_access_denied (")
+            && message.matches("key_access_denied").count() == 2,
+        "{message}"
+    );
+}
+
+#[test]
 fn fix_live_without_a_server_exits_2_with_a_hint_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = init(&tmp);
@@ -257,12 +374,13 @@ fn fix_live_without_a_server_exits_2_with_a_hint_and_changes_nothing() {
 }
 
 #[test]
-fn fix_live_exits_1_when_the_server_refuses_a_connection_that_did_not_start() {
+fn fix_live_and_doctor_report_a_connection_that_did_not_start_instead_of_claiming_success() {
     if !peers() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut config = Config::load(&dir.join("lcs.toml")).unwrap();
     config.connections[1].port = taken.local_addr().unwrap().port();
@@ -279,33 +397,57 @@ fn fix_live_exits_1_when_the_server_refuses_a_connection_that_did_not_start() {
         body.contains("mtls-5062") && body.contains("address_in_use"),
         "{body}"
     );
+    let (_, certs) = curl("GET", &url(&serve, "/certs"), None);
+    assert!(
+        certs.contains("\"start_error\":\"address_in_use\""),
+        "{certs}"
+    );
+
+    // Nothing to swap: the connection that did not start is reported, not skipped.
+    let (code, body) = curl("POST", &url(&serve, "/rebind"), None);
+    assert_eq!(code, 200, "{body}");
+    let results = json(&body)["results"].clone();
+    let mtls = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["connection"] == "mtls-5062")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(mtls["status"], "not_started", "{body}");
+    assert_eq!(mtls["reason"], "address_in_use", "{body}");
 
     lcs_ok(&[
         "store",
         "renew",
-        dir.to_str().unwrap(),
+        d,
         &thumbprint(&dir),
         "--policy",
         "new-key-keep-acl",
     ]);
-    let out = lcs(&[
-        "fix",
-        dir.to_str().unwrap(),
-        "--live",
-        "--connection",
-        "mtls-5062",
-    ]);
+    for scope in [&["--connection", "mtls-5062"][..], &[][..]] {
+        let out = lcs(&[&["fix", d, "--live"][..], scope].concat());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("mtls-5062")
+                && stdout.contains("not started (address_in_use): restart serve (lcs-sim serve"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("Fixed live"), "{stdout}");
+    }
+    let out = lcs(&["doctor", d]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("REFUSED") && stdout.contains("not_running"),
+        stdout.contains("not_started") && stdout.contains("mtls-5062"),
         "{stdout}"
     );
+    assert!(!stdout.contains("No problems"), "{stdout}");
 }
 
 #[test]
@@ -335,6 +477,10 @@ fn require_all_exits_1_at_once_when_a_listener_cannot_start() {
             || String::from_utf8_lossy(&out.stdout).contains("Address already in use")
     );
     assert!(!ServeFile::path(&dir).exists());
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("WARNING: running with"),
+        "no 'running with' before exiting"
+    );
 }
 
 #[test]
@@ -346,6 +492,15 @@ fn a_second_serve_on_the_same_folder_fails_clearly_and_sigterm_stops_the_first_w
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("another `lcs-sim serve` runs"), "{stderr}");
+    let since = stderr
+        .split("since ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let since = since.split(')').next().unwrap();
+    assert!(
+        time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339).is_ok(),
+        "not RFC 3339: {since}"
+    );
     // The refused second one left the first one's serve.json alone.
     assert_eq!(ServeFile::read(&dir).unwrap().unwrap().admin, first.admin());
     let (status, stdout) = first.terminate();
@@ -356,6 +511,325 @@ fn a_second_serve_on_the_same_folder_fails_clearly_and_sigterm_stops_the_first_w
 }
 
 #[test]
+fn the_folder_lock_keeps_out_a_second_serve_without_serve_json_and_a_copy_does_not_reach_the_original()
+ {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let first = Serve::start(&dir);
+    let file = ServeFile::read(&dir).unwrap().unwrap();
+    assert_eq!(file.deployment, dir.canonicalize().unwrap());
+
+    // A copy made while it runs carries its serve.json: the copy's fix --live must not reach
+    // the original's server, and its doctor sees no server.
+    let copy = tmp.path().join("copy");
+    let cp = std::process::Command::new("cp")
+        .args(["-r", dir.to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let out = lcs(&["fix", copy.to_str().unwrap(), "--live"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("this folder is a copy"), "{stderr}");
+    let out = lcs(&["doctor", copy.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no server running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The window two simultaneous starts race in: no serve.json yet, but the first holds the
+    // folder's lock, so the second refuses before binding anything.
+    std::fs::remove_file(ServeFile::path(&dir)).unwrap();
+    let out = lcs(&["serve", dir.to_str().unwrap(), "--duration", "60"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another `lcs-sim serve` runs") && stderr.contains("serve.lock"),
+        "{stderr}"
+    );
+    let (status, stdout) = first.terminate();
+    assert_eq!(status.code(), Some(0), "{stdout}");
+    // The lock is free again: a new serve starts.
+    let again = Serve::start(&dir);
+    let (status, _) = again.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Runs `lcs-sim ARGS` and gives it `limit` to finish (killed and `None` otherwise).
+fn lcs_within(args: &[&str], limit: std::time::Duration) -> Option<(i32, String)> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Captured::from(child.stderr.take().unwrap());
+    let status = wait_or_kill(&mut child, limit)?;
+    poll(limit, || stderr.closed().then_some(()));
+    Some((status.code().unwrap_or(-1), stderr.text()))
+}
+
+#[test]
+fn fix_live_and_doctor_give_up_on_a_stopped_server_and_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
+    let serve = Serve::start(&dir);
+    let pid = serve.child.id().to_string();
+    let signal = |sig: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let limit = std::time::Duration::from_secs(30);
+    let fixed = lcs_within(&["fix", d, "--live"], limit);
+    let doctor = lcs_within(&["doctor", d], limit);
+    signal("-CONT");
+    let (code, stderr) = fixed.expect("fix --live gives up on a stopped server");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the server at {} did not answer within 5 s",
+            serve.admin()
+        )),
+        "{stderr}"
+    );
+    let (_, stderr) = doctor.expect("doctor gives up on a stopped server");
+    assert!(
+        stderr.contains(&format!(
+            "a server is running (pid {pid}) but did not answer"
+        )),
+        "{stderr}"
+    );
+    let (status, _) = serve.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn metrics_are_served_as_openmetrics_text() {
+    if !peers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let serve = Serve::start(&dir);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-S", "-o", "/dev/null", "-w", "%{content_type}"])
+        .arg(url(&serve, "/metrics"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let (_, body) = curl("GET", &url(&serve, "/metrics"), None);
+    assert!(body.contains("# EOF"), "the body is OpenMetrics: {body}");
+    // The route is ready (up) with no connection open: the status line says "open", not "up".
+    assert_eq!(
+        sample(&body, "lcs_route_up{route=\"route-fabrikam.com\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    let (_, certs) = curl("GET", &url(&serve, "/certs"), None);
+    let certs = json(&certs);
+    let by_id = |id: &str| {
+        certs["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id("route-fabrikam.com")["state"], "ready");
+    assert!(
+        by_id("tcp-5060")["key_opens"].is_null(),
+        "a TCP listener has no key"
+    );
+    assert_eq!(by_id("tls-5061")["key_opens"], true);
+    let (_, stdout) = serve.terminate();
+    assert!(stdout.contains("routes 0 open (0 failed)"), "{stdout}");
+}
+
+#[test]
+fn fix_changes_only_the_references_in_lcs_toml_and_keeps_comments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
+    let path = dir.join("lcs.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old = configured_serial(&dir, "tls-5061");
+    let commented = format!(
+        "# operator's note\n{}",
+        text.replace("[tls]\n", "[tls]  # hardened\n")
+    );
+    std::fs::write(&path, &commented).unwrap();
+    lcs_ok(&["store", "renew", d, &thumbprint(&dir)]);
+    lcs_ok(&["fix", d]);
+    let new = configured_serial(&dir, "tls-5061");
+    assert_ne!(new, old);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        commented.replace(&old, &new),
+        "only the serials changed"
+    );
+}
+
+#[test]
+fn serve_stops_cleanly_on_sighup_and_when_its_stdout_closes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let serve = Serve::start(&dir);
+    let pid = serve.child.id().to_string();
+    let mut child = serve;
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = wait_or_kill(&mut child.child, PATIENCE).expect("serve exits on SIGHUP");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(events(&dir, 14301).len(), 1, "the stop event");
+    assert!(!ServeFile::path(&dir).exists());
+
+    // `serve D | head -3`: the reader leaves, the next status line fails, serve shuts down.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
+        .args(["serve", dir.to_str().unwrap(), "--status-interval", "1"])
+        .args(["--duration", "60"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        for _ in 0..3 {
+            lines.next().unwrap().unwrap();
+        }
+    }
+    let status = wait_or_kill(&mut child, PATIENCE).expect("serve exits when stdout closes");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(events(&dir, 14301).len(), 2, "the stop event");
+    assert!(!ServeFile::path(&dir).exists());
+}
+
+#[test]
+fn fix_after_a_revoked_acl_alone_does_not_speak_of_a_renewal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
+    lcs_ok(&["store", "revoke", d, &thumbprint(&dir), "RTCService"]);
+    let out = lcs_ok(&["fix", d]);
+    assert!(!out.contains("renewed certificate"), "{out}");
+    assert!(out.contains("RTCService can read the key again"), "{out}");
+}
+
+#[test]
+fn fix_live_reports_what_plain_fix_reports_validity_and_connections_not_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A certificate that expired: a swap cannot fix it, and fix --live says so as fix does.
+    let old = tmp.path().join("old");
+    let at = {
+        use lcs_sim::clock::Clock;
+        lcs_sim::clock::SystemClock.now_utc() - time::Duration::days(400)
+    };
+    lcs_sim::deployment::Deployment::init(&old, &Default::default(), at).unwrap();
+    let path = old.join("lcs.toml");
+    let mut config = Config::load(&path).unwrap();
+    for c in &mut config.connections {
+        c.port = 0;
+    }
+    config.admin.port = 0;
+    config.save(&path).unwrap();
+    let serve = Serve::start(&old);
+    let out = lcs(&["fix", old.to_str().unwrap(), "--live"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("expired       tls-5061") && stdout.contains("a rebind cannot help"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Fixed live"), "{stdout}");
+    serve.terminate();
+
+    let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
+    let serve = Serve::start(&dir);
+    lcs_ok(&[
+        "store",
+        "renew",
+        d,
+        &thumbprint(&dir),
+        "--policy",
+        "new-key-keep-acl",
+    ]);
+    let out = lcs_ok(&["fix", d, "--live", "--connection", "tls-5061"]);
+    assert!(
+        out.contains("Not rebound (not asked for): mtls-5062, route-fabrikam.com"),
+        "{out}"
+    );
+    serve.terminate();
+}
+
+#[test]
+fn metrics_count_responses_sent_by_method_and_status_and_route_failures_by_route() {
+    if !peers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    // The federation peer's port: free, so the route's dial is refused.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let path = dir.join("lcs.toml");
+    let mut config = Config::load(&path).unwrap();
+    config.routes[0].next_hop = closed.to_string().parse().unwrap();
+    config.save(&path).unwrap();
+    let serve = Serve::start(&dir);
+    let ca = dir.join("ca.pem");
+    let mut client = SClient::connect(serve.addr("tls-5061"), &ca, "lcs01.contoso.com");
+    client.send(&options(1)).unwrap();
+    assert_eq!(client.status(1).as_deref(), Some("SIP/2.0 200 OK"));
+    let message = common::request(
+        "MESSAGE",
+        "sip:bob@fabrikam.com",
+        "alice@contoso.com",
+        "bob@fabrikam.com",
+        2,
+        "Content-Type: text/plain\r\n",
+        "hi",
+    );
+    client.send(&message).unwrap();
+    let failed = poll(PATIENCE, || {
+        let (_, m) = curl("GET", &url(&serve, "/metrics"), None);
+        m.lines()
+            .find(|l| l.starts_with("lcs_route_failures_total{route=\"route-fabrikam.com\""))
+            .map(str::to_owned)
+    })
+    .expect("a route failure labelled with its route");
+    assert!(failed.contains("reason="), "{failed}");
+    let (_, m) = curl("GET", &url(&serve, "/metrics"), None);
+    assert_eq!(
+        sample(
+            &m,
+            "lcs_sip_responses_total{method=\"OPTIONS\",status=\"200\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    drop(client);
+    serve.terminate();
+}
+
+#[test]
 fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fix_live() {
     if !peers() {
         return;
@@ -363,6 +837,9 @@ fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fi
     let tmp = tempfile::tempdir().unwrap();
     let dir = init(&tmp);
     let ca = dir.join("ca.pem");
+    let note = "# operator's note: renewed by GPO, keep\n";
+    let text = std::fs::read_to_string(dir.join("lcs.toml")).unwrap();
+    std::fs::write(dir.join("lcs.toml"), format!("{note}{text}")).unwrap();
     let serve = Serve::start_with(&dir, &["--auto-rebind"]);
     let tls = serve.addr("tls-5061");
     let old = presented_serial(tls, &ca).unwrap();
@@ -382,6 +859,11 @@ fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fi
     })
     .expect("auto-rebind records the renewal in lcs.toml");
     assert_eq!(configured_serial(&dir, "route-fabrikam.com"), renewed);
+    let text = std::fs::read_to_string(dir.join("lcs.toml")).unwrap();
+    assert!(
+        text.starts_with(note),
+        "auto-rebind kept the comment:\n{text}"
+    );
     assert_eq!(
         presented_serial(tls, &ca).as_deref(),
         Some(renewed.as_str())
@@ -396,8 +878,14 @@ fn auto_rebind_presents_a_new_key_renewal_and_refuses_an_unreadable_one_until_fi
     .expect("a 14373 warning");
     let message = refused[0]["message"].as_str().unwrap();
     assert!(
-        message.contains("lcs-sim fix") && message.contains("--live"),
+        message.contains(&format!("`lcs-sim fix {} --live`", dir.display())),
         "{message}"
+    );
+    assert_eq!(
+        refused[0]["details"]["remedy"].as_str(),
+        Some(format!("lcs-sim fix {} --live", dir.display()).as_str()),
+        "{}",
+        refused[0]
     );
     assert_eq!(
         configured_serial(&dir, "tls-5061"),

@@ -32,6 +32,8 @@ Codes (errors unless marked):
   chain_untrusted           does not chain to DIR/ca.pem
   unknown_certificate       lcs.toml names a certificate the store does not have
   running_differs           (warning) the running server holds another certificate
+  not_started               the running server did not start the connection: restart serve
+  key_missing               the certificate's key file is gone from the store (other checks skipped)
 
 Each finding's remedy is a command to run: `lcs-sim fix DIR` (with `--live` when a server runs),
 a renewal for dates, or which certificate to name in lcs.toml.
@@ -67,15 +69,35 @@ struct Report<'a> {
 pub fn run(args: DoctorArgs) -> CmdResult {
     let d = Deployment::open(&args.dir)?;
     let config = d.config()?;
-    let store = d.store().load()?;
-    let events = d.event_log().read()?;
+    let store = match d.store().load() {
+        Ok(store) => store,
+        Err(e) => {
+            let missing = d.store().missing_keys();
+            if missing.is_empty() {
+                return Err(e.into());
+            }
+            let findings = doctor::missing_keys(&args.dir, &config, &missing);
+            return report(&args, &config, &findings, "the store is incomplete");
+        }
+    };
+    let (events, damaged) = d.event_log().read_lenient()?;
+    for e in &damaged {
+        eprintln!("warning: skipped a line of the event log: {e}");
+    }
     let trust = Trust::load(&d.ca_path())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let server = runtime.block_on(running::discover(d.root()));
-    if let Server::Stale { reason } = &server {
-        eprintln!("note: no server running ({reason}); checked the files only");
+    match &server {
+        Server::Stale { reason } => {
+            eprintln!("note: no server running ({reason}); checked the files only");
+        }
+        Server::Unresponsive { pid, admin } => eprintln!(
+            "note: a server is running (pid {pid}) but did not answer on http://{admin} within {} s (stopped? `kill -CONT {pid}` resumes it); checked the files only",
+            running::TIMEOUT.as_secs()
+        ),
+        _ => {}
     }
     let running = match &server {
         Server::Running(r) => Some(r),
@@ -93,24 +115,32 @@ pub fn run(args: DoctorArgs) -> CmdResult {
         now,
         warn_days: args.warn_days,
     });
+    let server = match (&server, running) {
+        (_, Some(r)) => format!("server pid {} (admin {})", r.pid, r.admin),
+        (Server::Unresponsive { pid, .. }, None) => {
+            format!("a server is running (pid {pid}) but did not answer")
+        }
+        _ => "no server running".into(),
+    };
+    report(&args, &config, &findings, &server)
+}
+
+/// Prints the findings in the format asked for; exit 1 on errors (or warnings with --strict).
+fn report(
+    args: &DoctorArgs,
+    config: &lcs_sim::config::Config,
+    findings: &[Finding],
+    server: &str,
+) -> CmdResult {
     match args.format {
-        Format::Json => outln!(
-            "{}",
-            serde_json::to_string_pretty(&Report {
-                findings: &findings
-            })?
-        ),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&Report { findings })?),
         Format::Text => {
             let checked: Vec<&str> = config.cert_refs().map(|(id, _)| id).collect();
-            let server = match running {
-                Some(r) => format!("server pid {} (admin {})", r.pid, r.admin),
-                None => "no server running".into(),
-            };
-            print_text(&findings, &checked, &server);
+            print_text(findings, &checked, server);
         }
     }
-    let errors = count(&findings, Severity::Error);
-    let warnings = count(&findings, Severity::Warning);
+    let errors = count(findings, Severity::Error);
+    let warnings = count(findings, Severity::Warning);
     if errors > 0 || (args.strict && warnings > 0) {
         return Err(Failure {
             code: 1,

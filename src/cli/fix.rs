@@ -21,7 +21,7 @@ use super::{CmdResult, Failure};
 /// valid is reported with the renewal that helps (exit 1): a rebind cannot fix it.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 a certificate is expired or not yet valid (renew it), or (--live) the running server refused a connection (nothing was swapped);\n2 bad input, or (--live) no server runs on DIR (nothing was changed)."
+    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 a certificate is expired or not yet valid (renew it), or (--live) the running server refused a connection (nothing was swapped)\nor a connection did not start in it (restart serve); 2 bad input, or (--live) no server runs on DIR (nothing was changed), or it did not answer within 5 s."
 )]
 pub struct FixArgs {
     /// The deployment folder.
@@ -60,19 +60,21 @@ pub fn run(args: FixArgs) -> CmdResult {
     } else if args.dry_run {
         outln!("(dry run: nothing changed)");
     } else {
-        outln!(
-            "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate, or run `lcs-sim fix {} --live` while it runs.",
-            d.root().display(),
-            d.root().display()
-        );
-        let untouched: Vec<&str> = config
-            .cert_refs()
-            .map(|(c, _)| c)
-            .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
-            .collect();
-        if !args.connections.is_empty() && !untouched.is_empty() {
-            outln!("Not rebound (not asked for): {}", untouched.join(", "));
+        if plan.rebinds.is_empty() {
+            // Only grants: a running server re-checks the key's ACL at every handshake.
+            outln!(
+                "Fixed: {} can read the key again; a running `lcs-sim serve {}` uses it from its next handshake, no restart needed.",
+                plan.principal,
+                d.root().display()
+            );
+        } else {
+            outln!(
+                "Fixed. Restart `lcs-sim serve {}` for the listeners to use the renewed certificate, or run `lcs-sim fix {} --live` while it runs.",
+                d.root().display(),
+                d.root().display()
+            );
         }
+        not_asked(&config, &plan, &args.connections);
     }
     if invalid.is_empty() {
         return Ok(());
@@ -142,6 +144,18 @@ fn print_plan(plan: &fix::FixPlan) {
     }
 }
 
+/// "Not rebound (not asked for)" when `--connection` left some out.
+fn not_asked(config: &lcs_sim::config::Config, plan: &fix::FixPlan, asked: &[String]) {
+    let untouched: Vec<&str> = config
+        .cert_refs()
+        .map(|(c, _)| c)
+        .filter(|c| !plan.rebinds.iter().any(|r| r.connection == *c))
+        .collect();
+    if !asked.is_empty() && !untouched.is_empty() {
+        outln!("Not rebound (not asked for): {}", untouched.join(", "));
+    }
+}
+
 fn run_live(args: &FixArgs) -> CmdResult {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -150,6 +164,10 @@ fn run_live(args: &FixArgs) -> CmdResult {
         .block_on(client::fix_live(&args.dir, &args.connections))
         .map_err(|e| match e {
             LiveFixError::Fix(e) => fix_error(e),
+            LiveFixError::NoAnswer { .. } => Failure {
+                code: 2,
+                error: e.into(),
+            },
             LiveFixError::Admin { .. } => Failure {
                 code: 1,
                 error: e.into(),
@@ -159,11 +177,16 @@ fn run_live(args: &FixArgs) -> CmdResult {
                 error: other.into(),
             },
         })?;
+    let d = Deployment::open(&args.dir)?;
     if outcome.plan.is_empty() {
         outln!("lcs.toml: nothing to fix on disk.");
     } else {
         print_plan(&outcome.plan);
+        not_asked(&d.config()?, &outcome.plan, &args.connections);
     }
+    // The same checks as plain fix: a certificate outside its validity is not fixed by a swap.
+    let invalid = fix::outside_validity(&outcome.plan, &d.store().load()?, SystemClock.now_utc());
+    let serve = format!("lcs-sim serve {}", args.dir.display());
     for r in &outcome.response.results {
         let serials = match (&r.from, &r.to) {
             (Some(f), Some(t)) => format!("serial {} -> {}", f.serial, t.serial),
@@ -173,6 +196,15 @@ fn run_live(args: &FixArgs) -> CmdResult {
             RebindStatus::Rebound => "rebound",
             RebindStatus::Unchanged => "unchanged",
             RebindStatus::Refused => "REFUSED",
+            RebindStatus::Held => "held",
+            RebindStatus::NotStarted => {
+                let why = r.reason.as_deref().unwrap_or("not_started");
+                outln!(
+                    "live   {:<20} not started ({why}): restart serve ({serve})",
+                    r.connection
+                );
+                continue;
+            }
         };
         let why = match (&r.reason, &r.message) {
             (Some(reason), Some(m)) => format!("({reason}) {m}"),
@@ -188,8 +220,27 @@ fn run_live(args: &FixArgs) -> CmdResult {
             ),
         });
     }
-    outln!(
-        "Fixed live: new handshakes present the renewed certificate; open connections carry on."
-    );
+    let not_started = outcome.not_started();
+    if !not_started.is_empty() {
+        return Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!(
+                "not fixed live: {} did not start in the running server; stop it and restart: {serve}",
+                not_started.join(", ")
+            ),
+        });
+    }
+    if !invalid.is_empty() {
+        return report_invalid(&invalid, &d);
+    }
+    if outcome.rebound_any() {
+        outln!(
+            "Fixed live: new handshakes present the renewed certificate; open connections carry on."
+        );
+    } else {
+        outln!(
+            "Nothing changed live: the running server already presents the configured certificates."
+        );
+    }
     Ok(())
 }

@@ -20,6 +20,13 @@ pub fn write(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Writes formatted text to stdout; `false` when it could not (the reader has gone), for a
+/// command that must shut down cleanly rather than exit on the spot (`serve`).
+pub fn try_write(args: std::fmt::Arguments<'_>) -> bool {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(args).and_then(|()| stdout.flush()).is_ok()
+}
+
 /// Like `println!`, but a closed pipe ends the process quietly (exit 0) instead of panicking.
 macro_rules! outln {
     () => {

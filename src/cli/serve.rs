@@ -1,26 +1,53 @@
 //! `lcs-sim serve DIR`: run a deployment live on real sockets.
 
-use super::out::outln;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::deployment::Deployment;
-use lcs_sim::server::admin::{self, ServeFile};
+use lcs_sim::eventlog::{Event, ids};
+use lcs_sim::server::admin::{self, ServeFile, ServeLock};
 use lcs_sim::server::{self, ServiceOptions};
 
 use super::{CmdResult, Failure};
 
+/// Set when standard output has gone (`serve D | head -3`): `serve` stops printing and shuts
+/// down cleanly (stop event, serve.json removed, exit 0) instead of exiting on the spot.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Prints a line unless standard output has gone; notes it when it goes.
+fn say_line(args: std::fmt::Arguments<'_>) {
+    if !STDOUT_GONE.load(Ordering::Relaxed) && !super::out::try_write(args) {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say_line(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// The events an operator watching the console must see as they happen: a live rebind, a
+/// refused one, a renewal auto-rebind kept out.
+const ON_CONSOLE: [u32; 3] = [
+    ids::CONNECTION_REBOUND,
+    ids::REBIND_REFUSED,
+    ids::AUTO_REBIND_REFUSED,
+];
+
 /// Run the deployment's listeners on real sockets: TLS, mutual TLS and TCP from lcs.toml, each
 /// TLS handshake checked against the store, so a `lcs-sim store renew` in another terminal hits
 /// the running server. An admin endpoint on 127.0.0.1 ([admin] port in lcs.toml) answers
-/// /healthz, /metrics, /certs and POST /rebind; DIR/serve.json says where while it runs.
+/// /healthz, /metrics, /certs and POST /rebind; DIR/serve.json says where while it runs, and a
+/// lock on DIR/serve.lock keeps out a second serve on the same folder.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  lcs-sim init demo && lcs-sim serve demo\n  # in another terminal:\n  sipsak -E tls --tls-ca-cert demo/ca.pem -U -i -H 127.0.0.1 -x 120 -s sip:alice@127.0.0.1:5061\n  lcs-sim store renew demo <THUMBPRINT>     # new TLS handshakes now fail\n  curl -s 127.0.0.1:5080/healthz            # 503, naming tls-5061, mtls-5062 and the route\n  lcs-sim fix demo --live                   # repaired without a restart\n\nExit codes: 0 stopped normally (Ctrl-C, SIGTERM, --duration); 1 another serve runs on DIR,\nthe admin port is taken, or --require-all and something did not start; 2 bad input."
+    after_help = "Example:\n  lcs-sim init demo && lcs-sim serve demo\n  # in another terminal:\n  sipsak -E tls --tls-ca-cert demo/ca.pem -U -i -H 127.0.0.1 -x 120 -s sip:alice@127.0.0.1:5061\n  lcs-sim store renew demo <THUMBPRINT>     # new TLS handshakes now fail\n  curl -s 127.0.0.1:5080/healthz            # 503, naming tls-5061, mtls-5062 and the route\n  lcs-sim fix demo --live                   # repaired without a restart\n\nExit codes: 0 stopped normally (Ctrl-C, SIGTERM, SIGHUP, --duration, stdout closed); 1 another serve\nruns on DIR (it holds DIR/serve.lock), the admin port is taken, or --require-all and something\ndid not start; 2 bad input."
 )]
 pub struct ServeArgs {
     /// The deployment folder.
@@ -59,16 +86,22 @@ pub fn run(args: ServeArgs) -> CmdResult {
     let d = Deployment::open(&args.dir)?;
     let config = d.config()?;
     let key_log = key_log(&args)?;
+    // Held until `run` returns (or the process dies): a second serve cannot start, even at
+    // the same moment, and serve.json is written and removed under it.
+    let _lock = ServeLock::acquire(d.root()).map_err(|e| Failure {
+        code: 1,
+        error: e.into(),
+    })?;
     match ServeFile::read(d.root()) {
         Ok(Some(other)) => {
             return Err(Failure {
                 code: 1,
                 error: anyhow::anyhow!(
-                    "another `lcs-sim serve` runs on {} (pid {}, admin http://{}, since {}); stop it first",
-                    d.root().display(),
+                    "{} names a running `lcs-sim serve` (pid {}, admin http://{}) that does not hold {}; stop it first",
+                    ServeFile::path(d.root()).display(),
                     other.pid,
                     other.admin,
-                    other.started_at
+                    admin::SERVE_LOCK
                 ),
             });
         }
@@ -111,6 +144,11 @@ async fn serve(
     let options = ServiceOptions {
         key_log,
         auto_rebind: args.auto_rebind,
+        on_event: Some(Arc::new(|e: &Event| {
+            if ON_CONSOLE.contains(&e.id) {
+                say!("event {} ({:?}): {}", e.id, e.level, e.message);
+            }
+        })),
         ..ServiceOptions::default()
     };
     let poll = Duration::from_millis(args.store_poll_ms);
@@ -123,6 +161,9 @@ async fn serve(
         admin_addr,
         args.auto_rebind || config.auto_rebind,
     );
+    if !args.require_all {
+        warn_partial(&d, &config, running);
+    }
     if args.require_all && !running.failed.is_empty() {
         live.stop().await;
         return Err(Failure {
@@ -139,9 +180,10 @@ async fn serve(
         pid: std::process::id(),
         admin: admin_addr,
         started_at: clock.now_utc(),
+        deployment: d.root().canonicalize()?,
     }
     .write(d.root())?;
-    outln!("Ctrl-C or SIGTERM stops.");
+    say!("Ctrl-C or SIGTERM stops.");
     let metrics = running.metrics.clone();
     let status = async {
         let mut tick = tokio::time::interval(Duration::from_secs(args.status_interval));
@@ -149,19 +191,26 @@ async fn serve(
         loop {
             tick.tick().await;
             if !args.quiet {
-                outln!("{}", metrics.snapshot().status_line());
+                say!("{}", metrics.snapshot().status_line());
             }
+        }
+    };
+    let gone = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while !STDOUT_GONE.load(Ordering::Relaxed) {
+            tick.tick().await;
         }
     };
     tokio::select! {
         () = stop_signal(args.duration) => {}
         () = status => {}
+        () = gone => {}
     }
     let summary = running.metrics.snapshot().status_line();
     admin_task.abort();
     live.stop().await;
     ServeFile::remove_own(d.root());
-    outln!("stopped. {summary}");
+    say!("stopped. {summary}");
     Ok(())
 }
 
@@ -172,14 +221,14 @@ fn banner(
     admin: std::net::SocketAddr,
     auto_rebind: bool,
 ) {
-    outln!(
+    say!(
         "lcs-sim serving {} as {} ({})",
         config.service.server,
         config.service.principal,
         d.root().display()
     );
     for l in &running.listeners {
-        outln!(
+        say!(
             "  listening  {:<20} {:<5} {}",
             l.id,
             l.transport.to_string(),
@@ -188,7 +237,7 @@ fn banner(
     }
     for f in &running.failed {
         let ids: Vec<String> = f.events.iter().map(u32::to_string).collect();
-        outln!(
+        say!(
             "  NOT STARTED {:<19} {} (events {})",
             f.id,
             f.cause,
@@ -196,15 +245,19 @@ fn banner(
         );
     }
     for w in &running.warnings {
-        outln!("  WARNING    {w}");
+        say!("  WARNING    {w}");
     }
-    outln!("  admin      http://{admin}  (/healthz /metrics /certs, POST /rebind)");
+    say!("  admin      http://{admin}  (/healthz /metrics /certs, POST /rebind)");
     if auto_rebind {
-        outln!("  auto-rebind on: renewed certificates are validated and swapped in live");
+        say!("  auto-rebind on: renewed certificates are validated and swapped in live");
     }
+}
+
+/// The loud line for a partial start (not with --require-all, which exits instead).
+fn warn_partial(d: &Deployment, config: &lcs_sim::config::Config, running: &server::Running) {
     if !running.failed.is_empty() {
         let total = config.connections.len() + config.routes.len();
-        outln!(
+        say!(
             "WARNING: running with {} of {total} connections and routes; /healthz answers 503. See `lcs-sim events {}`.",
             total - running.failed.len(),
             d.root().display()
@@ -212,16 +265,21 @@ fn banner(
     }
 }
 
-/// Resolves on Ctrl-C, SIGTERM, or after `duration` seconds.
-async fn stop_signal(duration: Option<u64>) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Resolves when `kind` arrives (never, if it cannot be watched).
+async fn signal(kind: tokio::signal::unix::SignalKind) {
+    match tokio::signal::unix::signal(kind) {
+        Ok(mut s) => {
+            s.recv().await;
         }
-    };
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Resolves on Ctrl-C, SIGTERM, SIGHUP (the terminal closed), or after `duration` seconds.
+async fn stop_signal(duration: Option<u64>) {
+    use tokio::signal::unix::SignalKind;
+    let term = signal(SignalKind::terminate());
+    let hangup = signal(SignalKind::hangup());
     let timer = async {
         match duration {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
@@ -231,6 +289,7 @@ async fn stop_signal(duration: Option<u64>) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
+        () = hangup => {}
         () = timer => {}
     }
 }

@@ -137,36 +137,34 @@ pub fn run(cmd: StoreCommand) -> CmdResult {
             let right = a.right.map_or(Right::Read, Right::from);
             let d = open(&a.dir)?;
             check_principal(&d, &a)?;
-            let (thumb, changed) = d.store().update(|s| {
+            let (thumb, changed, who) = d.store().update(|s| {
                 let t = s.find(&a.thumbprint)?.thumbprint().clone();
                 let changed = s.grant(&t, &a.principal, right)?;
-                Ok((t, changed))
+                Ok((t, changed, as_stored(s, &a.principal)))
             })?;
             let verb = if changed {
                 "Granted"
             } else {
                 "Already granted:"
             };
-            outln!("{verb} {} {right} on the key of {thumb}", a.principal);
+            outln!("{verb} {who} {right} on the key of {thumb}");
             Ok(())
         }
         StoreCommand::Revoke(a) => {
             let right = a.right.map(Right::from);
             let d = open(&a.dir)?;
             check_principal(&d, &a)?;
-            let (thumb, changed) = d.store().update(|s| {
+            let (thumb, changed, who) = d.store().update(|s| {
+                let who = as_stored(s, &a.principal);
                 let t = s.find(&a.thumbprint)?.thumbprint().clone();
                 let changed = s.revoke(&t, &a.principal, right)?;
-                Ok((t, changed))
+                Ok((t, changed, who))
             })?;
             let what = right.map_or("every right".to_string(), |r| r.to_string());
             if changed {
-                outln!("Revoked {what} of {} on the key of {thumb}", a.principal);
+                outln!("Revoked {what} of {who} on the key of {thumb}");
             } else {
-                outln!(
-                    "Nothing to revoke: {} had no {what} on the key of {thumb}",
-                    a.principal
-                );
+                outln!("Nothing to revoke: {who} had no {what} on the key of {thumb}");
             }
             Ok(())
         }
@@ -176,6 +174,17 @@ pub fn run(cmd: StoreCommand) -> CmdResult {
             policy,
         } => renew(&dir, &thumbprint, policy),
     }
+}
+
+/// A principal as the store spells it (ACLs match names in any case, as Windows does): what the
+/// user typed when no ACL names it.
+fn as_stored(store: &lcs_sim::store::Store, principal: &str) -> String {
+    store
+        .principals()
+        .into_iter()
+        .find(|p| p.eq_ignore_ascii_case(principal))
+        .unwrap_or(principal)
+        .to_owned()
 }
 
 fn open(dir: &Path) -> Result<Deployment, super::Failure> {

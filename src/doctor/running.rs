@@ -39,6 +39,14 @@ pub enum Server {
         /// Why it does not count.
         reason: String,
     },
+    /// A server runs (its file is fresh: the process lives and its admin port accepts
+    /// connections) but did not answer `GET /certs` in time: stopped (`kill -STOP`) or hung.
+    Unresponsive {
+        /// Its process id.
+        pid: u32,
+        /// Its admin endpoint.
+        admin: SocketAddr,
+    },
     /// A server answered.
     Running(RunningCerts),
 }
@@ -48,7 +56,17 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Finds the server of the deployment in `dir` through `serve.json` and asks it for `/certs`.
 pub async fn discover(dir: &Path) -> Server {
-    let file = match ServeFile::read(dir) {
+    // serve.json and a probe connection: off the async worker.
+    let owned = dir.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || ServeFile::read(&owned))
+        .await
+        .unwrap_or_else(|e| {
+            Err(crate::server::admin::ServeFileError::Io {
+                path: dir.into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
+    let file = match read {
         Ok(None) => return Server::NotRunning,
         Ok(Some(file)) => file,
         Err(e) => {
@@ -57,18 +75,19 @@ pub async fn discover(dir: &Path) -> Server {
             };
         }
     };
-    let answer = tokio::time::timeout(
-        TIMEOUT,
-        client::call(file.admin, Method::GET, "/certs", Vec::new()),
-    )
-    .await;
+    let answer = client::call_within(TIMEOUT, file.admin, Method::GET, "/certs", Vec::new()).await;
     let stale = |why: String| Server::Stale {
         reason: format!("pid {} on {}: {why}", file.pid, file.admin),
     };
     let (status, body) = match answer {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => return stale(e.to_string()),
-        Err(_) => return stale(format!("no answer within {} s", TIMEOUT.as_secs())),
+        Ok(answer) => answer,
+        Err(client::LiveFixError::NoAnswer { .. }) => {
+            return Server::Unresponsive {
+                pid: file.pid,
+                admin: file.admin,
+            };
+        }
+        Err(e) => return stale(e.to_string()),
     };
     if !status.is_success() {
         return stale(format!("GET /certs answered {status}"));

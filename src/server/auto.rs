@@ -48,13 +48,14 @@ pub(crate) async fn auto_rebind(
     handle: Arc<ServiceHandle>,
     mut changes: watch::Receiver<u64>,
     on_rebound: Option<OnRebound>,
+    remedy: String,
 ) {
     let mut reported = BTreeSet::new();
     loop {
         if changes.changed().await.is_err() {
             return;
         }
-        let done = step(&handle, &mut reported);
+        let done = step(&handle, &mut reported, &remedy);
         if let (Some(f), false) = (&on_rebound, done.is_empty()) {
             f(&done);
         }
@@ -66,6 +67,7 @@ pub(crate) async fn auto_rebind(
 pub(crate) fn step(
     handle: &ServiceHandle,
     reported: &mut BTreeSet<(String, Thumbprint)>,
+    remedy: &str,
 ) -> Vec<Rebound> {
     let snapshot = handle.store.snapshot();
     let mut targets = Vec::new();
@@ -96,7 +98,7 @@ pub(crate) fn step(
                             ids::AUTO_REBIND_REFUSED,
                             Level::Warning,
                             format!(
-                                "Connection {id}: its certificate was renewed (serial {} -> {}), but the successor cannot be used: {e}. The current certificate is kept. Remedy: `lcs-sim fix <deployment> --live` grants {} read on the new key and rebinds every connection.",
+                                "Connection {id}: its certificate was renewed (serial {} -> {}), but the successor cannot be used: {e}. The current certificate is kept. Remedy: `{remedy}` grants {} read on the new key and rebinds every connection.",
                                 from.serial,
                                 to.serial,
                                 credential.principal()
@@ -106,7 +108,7 @@ pub(crate) fn step(
                         .with("reason", e.reason())
                         .with("serial", to.serial.as_str())
                         .with("thumbprint", next.thumbprint().as_str())
-                        .with("remedy", "lcs-sim fix DIR --live"),
+                        .with("remedy", remedy),
                     );
                 }
             }

@@ -106,6 +106,7 @@ impl Driver {
         while let Some(action) = self.proxy.poll_action() {
             match action {
                 Action::Send { conn, bytes } => {
+                    self.count_response(&bytes);
                     if let Some(w) = self.writers.get(&conn) {
                         let _ = w.send(WriteCmd::Bytes(bytes));
                     }
@@ -145,6 +146,19 @@ impl Driver {
                 tracing::debug!("connection {conn:?}: unparsable message: {error}");
             }
             other => tracing::trace!("sip: {other:?}"),
+        }
+    }
+
+    /// Counts a response the server sends by method and status (`/metrics`); requests it
+    /// forwards are not counted here.
+    fn count_response(&self, bytes: &[u8]) {
+        if !bytes.starts_with(b"SIP/2.0 ") {
+            return;
+        }
+        if let Ok(crate::sip::Message::Response(r)) = crate::sip::parse_message(bytes)
+            && let Ok(cseq) = r.headers.cseq()
+        {
+            self.metrics.response_sent(cseq.method.as_str(), r.status);
         }
     }
 

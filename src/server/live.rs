@@ -69,7 +69,10 @@ pub async fn serve(
         store: live.clone(),
         roots: Arc::new(roots),
         clock,
-        events: Arc::new(d.event_log()),
+        events: Arc::new(Tee {
+            log: d.event_log(),
+            also: options.on_event.clone(),
+        }),
     };
     let on_auto_rebind = match (&options.on_auto_rebind, auto) {
         (None, true) => Some(record_in_config(d.clone())),
@@ -78,6 +81,10 @@ pub async fn serve(
     let options = ServiceOptions {
         default_max_connections: fd_budget(listeners),
         on_auto_rebind,
+        deployment: options
+            .deployment
+            .clone()
+            .or_else(|| Some(d.root().to_path_buf())),
         ..options
     };
     let running = start(TokioNet, ctx, options).await;
@@ -88,29 +95,62 @@ pub async fn serve(
     })
 }
 
-/// Auto-rebind's record of what it swapped: the new references go into lcs.toml (an atomic
-/// write), so a restart binds the same certificates.
+/// Auto-rebind's record of what it swapped: the new references go into lcs.toml, edited in
+/// place (comments and layout kept) and written atomically under the store's lock, so a
+/// restart binds the same certificates and a concurrent `fix` cannot lose the change. The
+/// callback runs on the auto-rebind task; the file work (a lock that may wait on a `fix`)
+/// runs on one writer thread of its own, in order, so the async workers never block on it.
 fn record_in_config(d: Deployment) -> super::auto::OnRebound {
-    Arc::new(move |done: &[super::Rebound]| {
-        let path = d.config_path();
-        let result = d.config().and_then(|mut config| {
-            for r in done {
-                if let Some(slot) = config.certificate_mut(&r.connection) {
-                    *slot = r.to.clone();
-                }
-            }
-            config.save(&path)
-        });
-        match result {
-            Ok(()) => tracing::info!(
-                "auto-rebind recorded the new references in {}",
-                path.display()
-            ),
-            Err(e) => {
-                tracing::error!("auto-rebind swapped live but cannot record it in lcs.toml: {e}")
+    let (to_writer, writes) = std::sync::mpsc::channel::<Vec<(String, crate::config::CertRef)>>();
+    std::thread::spawn(move || {
+        for done in writes {
+            let path = d.config_path();
+            let changes: Vec<(&str, &crate::config::CertRef)> =
+                done.iter().map(|(id, r)| (id.as_str(), r)).collect();
+            let result = d
+                .store()
+                .locked(|| crate::config::edit::set_cert_refs(&path, &changes))
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            match result {
+                Ok(()) => tracing::info!(
+                    "auto-rebind recorded the new references in {}",
+                    path.display()
+                ),
+                Err(e) => tracing::error!(
+                    "auto-rebind swapped live but cannot record it in lcs.toml: {e}"
+                ),
             }
         }
+    });
+    Arc::new(move |done: &[super::Rebound]| {
+        let changes = done
+            .iter()
+            .map(|r| (r.connection.clone(), r.to.clone()))
+            .collect();
+        let _ = to_writer.send(changes);
     })
+}
+
+/// The event log, and a look at each event on its way (`serve`'s console).
+struct Tee {
+    log: crate::eventlog::EventLog,
+    also: Option<super::service::OnEvent>,
+}
+
+impl std::fmt::Debug for Tee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tee").field("log", &self.log).finish()
+    }
+}
+
+impl crate::eventlog::EventSink for Tee {
+    fn record(&self, event: crate::eventlog::Event) {
+        if let Some(f) = &self.also {
+            f(&event);
+        }
+        self.log.record(event);
+    }
 }
 
 /// File descriptors kept free for everything but accepted connections (the event log, the

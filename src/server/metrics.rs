@@ -92,6 +92,8 @@ pub struct Metrics {
     pub auto_rebind_refusals: AtomicU64,
     listeners: Mutex<BTreeMap<String, Arc<TransportCounters>>>,
     sip: Mutex<SipCounters>,
+    responses_sent: Mutex<BTreeMap<(String, u16), u64>>,
+    route_failures: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl Metrics {
@@ -112,6 +114,37 @@ impl Metrics {
             .entry(id.to_string())
             .or_default()
             .clone()
+    }
+
+    /// Counts a SIP response the server sent, by the method it answers and its status.
+    pub fn response_sent(&self, method: &str, status: u16) {
+        *self
+            .responses_sent
+            .lock()
+            .expect("metrics lock")
+            .entry((method.to_owned(), status))
+            .or_default() += 1;
+    }
+
+    /// SIP responses sent, by (method, status).
+    pub fn responses_sent(&self) -> BTreeMap<(String, u16), u64> {
+        self.responses_sent.lock().expect("metrics lock").clone()
+    }
+
+    /// Counts a failed dial of `route`, by reason (also counted in `routes` by reason alone).
+    pub fn route_failed(&self, route: &str, reason: &str) {
+        self.routes.failed(reason);
+        *self
+            .route_failures
+            .lock()
+            .expect("metrics lock")
+            .entry((route.to_owned(), reason.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// Failed route dials, by (route, reason).
+    pub fn route_failures(&self) -> BTreeMap<(String, String), u64> {
+        self.route_failures.lock().expect("metrics lock").clone()
     }
 
     /// Every listener's counters, by connection id.
@@ -186,7 +219,7 @@ impl MetricsSnapshot {
             }
         };
         format!(
-            "tls {} open ({} ok, {}) | mtls {} open ({} ok, {}) | tcp {} open | routes {} up ({}) | msgs routed {} queued {} timed out {} waiting {} | registered {}",
+            "tls {} open ({} ok, {}) | mtls {} open ({} ok, {}) | tcp {} open | routes {} open ({}) | msgs routed {} queued {} timed out {} waiting {} | registered {}",
             self.tls.established,
             self.tls.handshakes_ok,
             failed(&self.tls),

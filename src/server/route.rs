@@ -135,7 +135,7 @@ pub(crate) fn make_dialer<N: Network>(
 
 fn report_route_failure(ctx: &DialContext, route: &Route, reason: &RouteFailure, detail: &str) {
     let name = reason.name();
-    ctx.metrics.routes.failed(&name);
+    ctx.metrics.route_failed(&route.id, &name);
     let e = ctx
         .log
         .event(

@@ -28,6 +28,9 @@ use super::driver::ToDriver;
 use super::log::ServiceLog;
 use super::metrics::Metrics;
 
+/// A look at each event as it is logged.
+pub type OnEvent = Arc<dyn Fn(&crate::eventlog::Event) + Send + Sync>;
+
 /// Settings of a service run that are not in `lcs.toml`.
 #[derive(Clone)]
 pub struct ServiceOptions {
@@ -46,6 +49,12 @@ pub struct ServiceOptions {
     /// Called after auto-rebind swapped certificates, to record the new references (live mode
     /// writes lcs.toml). Default none.
     pub on_auto_rebind: Option<super::auto::OnRebound>,
+    /// Also shown each event as it is logged (live: `serve` prints rebinds and refusals on its
+    /// console). Default none.
+    pub on_event: Option<OnEvent>,
+    /// The deployment folder, as the remedies in events should name it (live: the folder
+    /// `serve` runs; default none: the remedy says `DIR`).
+    pub deployment: Option<std::path::PathBuf>,
 }
 
 impl Default for ServiceOptions {
@@ -57,6 +66,8 @@ impl Default for ServiceOptions {
             default_max_connections: 4096,
             auto_rebind: false,
             on_auto_rebind: None,
+            deployment: None,
+            on_event: None,
         }
     }
 }
@@ -69,6 +80,7 @@ impl std::fmt::Debug for ServiceOptions {
             .field("instance", &self.instance)
             .field("default_max_connections", &self.default_max_connections)
             .field("auto_rebind", &self.auto_rebind)
+            .field("deployment", &self.deployment)
             .finish()
     }
 }
@@ -253,15 +265,30 @@ pub struct ServiceHandle {
 impl ServiceHandle {
     /// Rebinds each target connection to its certificate, all or nothing: every new credential
     /// is validated (found by issuer + serial, key opens as the service principal, usable for
-    /// TLS) before any is swapped; if one fails nothing changes and the refusal is logged
-    /// (14372). Established connections keep their sessions; the next handshake presents the
+    /// TLS) before any is swapped, and a target already bound must have a key that opens now;
+    /// if one fails nothing changes and the refusal is logged (14372). Established connections keep their sessions; the next handshake presents the
     /// new certificate. A done rebind is logged as 14370.
     pub fn rebind(&self, targets: &[RebindTarget]) -> Result<Vec<Rebound>, Vec<RebindRefusal>> {
         let mut prepared = Vec::new();
         let mut refused = Vec::new();
         for t in targets {
+            // Already bound: nothing to look up (the bound certificate may be archived, which
+            // a running server may hold), but its key must open now, or "unchanged" would hide
+            // the outage /healthz reports.
+            if let Some(c) = self.credentials.get(&t.connection)
+                && c.reference() == t.to
+            {
+                match c.certified_key() {
+                    Ok(_) => prepared.push((t, c.clone(), None)),
+                    Err(error) => refused.push(RebindRefusal::Unusable {
+                        connection: t.connection.clone(),
+                        error,
+                    }),
+                }
+                continue;
+            }
             match self.validate(t) {
-                Ok((credential, p)) => prepared.push((t, credential, p)),
+                Ok((credential, p)) => prepared.push((t, credential, Some(p))),
                 Err(r) => refused.push(r),
             }
         }
@@ -273,7 +300,9 @@ impl ServiceHandle {
         for (t, credential, p) in prepared {
             let from = credential.reference();
             let changed = from != t.to;
-            credential.commit(p);
+            if let Some(p) = p {
+                credential.commit(p);
+            }
             done.push(Rebound {
                 connection: t.connection.clone(),
                 from,
@@ -365,7 +394,20 @@ impl ServiceHandle {
         self.metrics
             .rebind_refusals
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let lines: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        // One line per distinct cause, naming every connection it refused (three connections
+        // sharing one key share one cause).
+        let mut causes: Vec<(String, Vec<&str>)> = Vec::new();
+        for r in refused {
+            let cause = format!("{} ({r})", r.reason());
+            match causes.iter_mut().find(|(c, _)| *c == cause) {
+                Some((_, ids)) => ids.push(r.connection()),
+                None => causes.push((cause, vec![r.connection()])),
+            }
+        }
+        let lines: Vec<String> = causes
+            .iter()
+            .map(|(cause, ids)| format!("{}: {cause}", ids.join(", ")))
+            .collect();
         let reasons: Vec<&str> = refused.iter().map(RebindRefusal::reason).collect();
         let names: Vec<&str> = refused.iter().map(RebindRefusal::connection).collect();
         self.log.record(

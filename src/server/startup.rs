@@ -119,9 +119,15 @@ pub async fn start<N: Network>(net: N, ctx: ServiceContext, opts: ServiceOptions
     let auto = s.opts.auto_rebind || s.ctx.config.auto_rebind;
     let changes = s.ctx.store.subscribe();
     let on_rebound = s.opts.on_auto_rebind.clone();
+    let dir = s
+        .opts
+        .deployment
+        .as_ref()
+        .map_or_else(|| "DIR".to_owned(), |d| d.display().to_string());
+    let remedy = format!("lcs-sim fix {dir} --live");
     let mut running = s.finish(driver);
     if auto {
-        let task = super::auto::auto_rebind(running.handle(), changes, on_rebound);
+        let task = super::auto::auto_rebind(running.handle(), changes, on_rebound, remedy);
         running.tasks.push(tokio::spawn(task));
     }
     running

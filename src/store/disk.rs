@@ -36,6 +36,21 @@ struct Index {
     key_containers: Vec<ContainerEntry>,
 }
 
+/// A certificate whose key container's file is gone (see [`DiskStore::missing_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingKey {
+    /// The key container.
+    pub container: String,
+    /// Its file, which does not exist.
+    pub path: PathBuf,
+    /// The certificate's issuer.
+    pub issuer: String,
+    /// The certificate's serial.
+    pub serial: crate::pki::Serial,
+    /// The certificate's thumbprint.
+    pub thumbprint: Thumbprint,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CertEntry {
@@ -110,6 +125,48 @@ impl DiskStore {
             #[cfg(unix)]
             inode: std::os::unix::fs::MetadataExt::ino(&meta),
         })
+    }
+
+    /// The certificates whose key file is missing, with that file: what a diagnosis can say
+    /// when [`load`](Self::load) fails on a missing key (`doctor`). Reads only index.json and
+    /// the certificate files; empty when index.json cannot be read (then `load` says why).
+    pub fn missing_keys(&self) -> Vec<MissingKey> {
+        let Ok(text) = fs::read_to_string(self.index_path()) else {
+            return Vec::new();
+        };
+        let Ok(index) = serde_json::from_str::<Index>(&text) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for c in &index.key_containers {
+            let Ok(path) = self.file(&c.file) else {
+                continue;
+            };
+            if path.exists() {
+                continue;
+            }
+            for cert in index
+                .certificates
+                .iter()
+                .filter(|e| e.key_container == c.name)
+            {
+                let info = self
+                    .file(&cert.file)
+                    .ok()
+                    .and_then(|p| CertificateDer::from_pem_file(p).ok())
+                    .and_then(|der| CertInfo::parse(&der).ok());
+                if let Some(info) = info {
+                    out.push(MissingKey {
+                        container: c.name.clone(),
+                        path: path.clone(),
+                        issuer: info.issuer,
+                        serial: info.serial,
+                        thumbprint: info.thumbprint,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Reads and checks the whole store.
@@ -271,6 +328,20 @@ impl DiskStore {
         let out = change(&mut store)?;
         self.save(&store)?;
         Ok(out)
+    }
+
+    /// Runs `f` under the store's lock without reading or writing the store: for a write beside
+    /// it (lcs.toml's references) that must not race a `fix` or a `store renew`.
+    pub fn locked<T>(&self, f: impl FnOnce() -> T) -> Result<T, StoreError> {
+        let lock_path = self.lock_path();
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(StoreError::io(&lock_path))?;
+        lock.lock().map_err(StoreError::io(&lock_path))?;
+        Ok(f())
     }
 
     fn lock_path(&self) -> PathBuf {

@@ -20,6 +20,6 @@ mod error;
 mod model;
 
 pub use acl::{Ace, Acl, DEFAULT_PRINCIPALS, Right};
-pub use disk::{DiskStore, IndexStamp};
+pub use disk::{DiskStore, IndexStamp, MissingKey};
 pub use error::StoreError;
 pub use model::{KeyContainer, Renewal, RenewalPolicy, Store, StoredCert};

@@ -39,10 +39,14 @@ pub struct CertsEntry {
     pub state: String,
     /// The certificate bound now (none for TCP or a connection that did not start).
     pub bound: Option<BoundCert>,
-    /// Whether the bound key opens as the service principal right now.
-    pub key_opens: bool,
+    /// Whether the bound key opens as the service principal right now; `null` when nothing is
+    /// bound (a TCP listener, or a connection that did not start).
+    pub key_opens: Option<bool>,
     /// Why it does not (`key_access_denied`, ...).
     pub key_error: Option<String>,
+    /// Why it did not start (`state: not_started`): `address_in_use`, `certificate_not_found`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_error: Option<String>,
     /// The reference in lcs.toml, when it differs from the bound certificate.
     pub configured: Option<ConfiguredRef>,
 }
@@ -96,6 +100,13 @@ pub enum RebindStatus {
     Unchanged,
     /// Refused (the whole request changed nothing).
     Refused,
+    /// The connection did not start (its listener never bound, or its certificate could not be
+    /// acquired at start): there is nothing running to swap, only a restart of `serve` helps.
+    /// Does not hold back the other connections.
+    NotStarted,
+    /// Valid, but not swapped because another connection of the request was refused (a
+    /// rebind is all or nothing).
+    Held,
 }
 
 /// A serial, as the rebind results name certificates.

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -41,6 +42,24 @@ impl LiveFixOutcome {
                 .iter()
                 .any(|r| r.status == RebindStatus::Refused)
     }
+
+    /// The connections that did not start in the running server (only a restart helps).
+    pub fn not_started(&self) -> Vec<&str> {
+        self.response
+            .results
+            .iter()
+            .filter(|r| r.status == RebindStatus::NotStarted)
+            .map(|r| r.connection.as_str())
+            .collect()
+    }
+
+    /// Whether the server swapped any connection to another certificate.
+    pub fn rebound_any(&self) -> bool {
+        self.response
+            .results
+            .iter()
+            .any(|r| r.status == RebindStatus::Rebound)
+    }
 }
 
 /// Why `fix --live` could not be done.
@@ -59,6 +78,18 @@ pub enum LiveFixError {
     /// The fix on disk failed; the server was not asked.
     #[error(transparent)]
     Fix(#[from] FixOnDiskError),
+    /// The admin endpoint accepted the connection but did not answer in time (the process is
+    /// stopped, e.g. `kill -STOP`, or hung).
+    #[error(
+        "the server at {admin} did not answer within {} s (is it stopped? `kill -CONT` resumes it); lcs.toml is fixed: restarting `serve` completes the fix",
+        .timeout.as_secs()
+    )]
+    NoAnswer {
+        /// Its address.
+        admin: SocketAddr,
+        /// How long it was given.
+        timeout: Duration,
+    },
     /// The admin endpoint could not be reached or answered nonsense (the fix on disk is done:
     /// a restart of `serve` completes it).
     #[error(
@@ -75,9 +106,24 @@ pub enum LiveFixError {
 /// Fixes `dir` for `connections` (every connection when empty) and swaps the running server's
 /// credentials live. See the module docs.
 pub async fn fix_live(dir: &Path, connections: &[String]) -> Result<LiveFixOutcome, LiveFixError> {
-    let serve = ServeFile::read(dir)?.ok_or_else(|| LiveFixError::NoServer { dir: dir.into() })?;
-    let d = Deployment::open(dir).map_err(FixOnDiskError::from)?;
-    let plan = d.fix(connections, false)?;
+    // Files, a lock and a probe connection: off the async worker (the load generator calls
+    // this from inside its runtime).
+    let (dir_owned, scope) = (dir.to_path_buf(), connections.to_vec());
+    let (serve, plan) = tokio::task::spawn_blocking(move || {
+        let dir = dir_owned.as_path();
+        let serve =
+            ServeFile::read(dir)?.ok_or_else(|| LiveFixError::NoServer { dir: dir.into() })?;
+        let d = Deployment::open(dir).map_err(FixOnDiskError::from)?;
+        let plan = d.fix(&scope, false)?;
+        Ok::<_, LiveFixError>((serve, plan))
+    })
+    .await
+    .map_err(|e| {
+        LiveFixError::Fix(FixOnDiskError::Deployment(DeploymentError::Io {
+            path: dir.into(),
+            source: std::io::Error::other(e.to_string()),
+        }))
+    })??;
     let request = RebindRequest {
         connections: (!connections.is_empty()).then(|| connections.to_vec()),
     };
@@ -114,8 +160,35 @@ fn admin_error(admin: SocketAddr, message: String) -> LiveFixError {
     LiveFixError::Admin { admin, message }
 }
 
-/// One HTTP/1.1 request to the admin endpoint; the status and the whole body.
+/// How long a request to the admin endpoint may take: it is on loopback and answers in
+/// milliseconds; a server that does not answer in this time is stopped or hung.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One HTTP/1.1 request to the admin endpoint; the status and the whole body, or
+/// [`LiveFixError::NoAnswer`] after [`TIMEOUT`].
 pub async fn call(
+    admin: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Bytes), LiveFixError> {
+    call_within(TIMEOUT, admin, method, path, body).await
+}
+
+/// [`call`] with another timeout.
+pub async fn call_within(
+    timeout: Duration,
+    admin: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Bytes), LiveFixError> {
+    tokio::time::timeout(timeout, call_unbounded(admin, method, path, body))
+        .await
+        .unwrap_or(Err(LiveFixError::NoAnswer { admin, timeout }))
+}
+
+async fn call_unbounded(
     admin: SocketAddr,
     method: Method,
     path: &str,

@@ -29,7 +29,7 @@ use api::{
     BoundCert, Broken, CertsEntry, CertsReport, ConfiguredRef, ConnectionKind, Health,
     RebindRequest, RebindResponse, RebindResult, RebindStatus, SerialOnly,
 };
-pub use servefile::{SERVE_FILE, ServeFile, ServeFileError};
+pub use servefile::{SERVE_FILE, SERVE_LOCK, ServeFile, ServeFileError, ServeLock};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         body,
     )
@@ -110,7 +110,12 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
 }
 
 async fn certs(State(s): State<Arc<AdminState>>) -> Response {
-    let configured = s.deployment.config().ok();
+    // lcs.toml is a file: read it off the async workers.
+    let d = s.deployment.clone();
+    let configured = tokio::task::spawn_blocking(move || d.config().ok())
+        .await
+        .ok()
+        .flatten();
     Json(certs_report(&s.handle, configured.as_ref())).into_response()
 }
 
@@ -151,11 +156,16 @@ pub fn certs_report(handle: &ServiceHandle, on_disk: Option<&Config>) -> CertsRe
             }
             .into(),
             bound,
-            key_opens: matches!(key, Some(Ok(_))),
+            key_opens: key.as_ref().map(Result::is_ok),
             key_error: match key {
                 Some(Err(e)) => Some(e.reason().into()),
                 _ => None,
             },
+            start_error: handle
+                .failed
+                .iter()
+                .find(|f| f.id == id)
+                .map(|f| f.cause.reason().to_owned()),
             configured: differs.map(|r| ConfiguredRef {
                 issuer: r.issuer,
                 serial: r.serial.to_string(),
@@ -200,113 +210,185 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-async fn rebind(State(s): State<Arc<AdminState>>, body: axum::body::Bytes) -> Response {
+async fn rebind(
+    State(s): State<Arc<AdminState>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let request: RebindRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RebindRequest::default()
     } else {
+        // A browser can post a form to loopback from any page; it cannot send JSON there
+        // without a preflight. So a body must say it is JSON.
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "a body must be sent with Content-Type: application/json".into(),
+            );
+        }
         match serde_json::from_slice(&body) {
             Ok(r) => r,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),
         }
     };
-    let config = match s.deployment.config() {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    // The caller has just changed the store (fix --live grants read): read it now rather than
-    // wait for the poll, so the rebind validates against what is on disk.
-    match s.deployment.store().load() {
-        Ok(store) => s.handle.store.replace(store),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    // lcs.toml and the store are files, the refusal event a write: off the async workers.
+    let answer = tokio::task::spawn_blocking(move || {
+        let config = s
+            .deployment
+            .config()
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        // The caller has just changed the store (fix --live grants read): read it now rather
+        // than wait for the poll, so the rebind validates against what is on disk.
+        let store = s
+            .deployment
+            .store()
+            .load()
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        s.handle.store.replace(store);
+        rebind_to_configured(&s.handle, &config, &request)
+            .map_err(|bad| (StatusCode::BAD_REQUEST, bad))
+    })
+    .await;
+    match answer {
+        Ok(Ok((code, response))) => (code, Json(response)).into_response(),
+        Ok(Err((code, message))) => error(code, message),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
-    let (code, response) = rebind_to_configured(&s.handle, &config, &request);
-    (code, Json(response)).into_response()
 }
 
 fn error(code: StatusCode, message: String) -> Response {
     (code, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-/// The rebind of `POST /rebind`: each connection asked for (default: each whose lcs.toml
-/// reference differs from its bound certificate) to its lcs.toml reference, all or nothing.
+/// The connections a rebind request names, checked: `Err` (a 400) for an empty list, a
+/// duplicate, an id lcs.toml does not know (naming those it knows), or a listener that uses no
+/// certificate. Default: every connection and route that uses a certificate.
+fn asked(handle: &ServiceHandle, request: &RebindRequest) -> Result<Vec<String>, String> {
+    let config = &handle.config;
+    let with_cert: Vec<&str> = config.cert_refs().map(|(id, _)| id).collect();
+    let Some(list) = &request.connections else {
+        return Ok(with_cert.iter().map(|id| (*id).to_owned()).collect());
+    };
+    if list.is_empty() {
+        return Err(
+            "nothing to do: `connections` is empty (send no body to rebind every connection)"
+                .into(),
+        );
+    }
+    for (i, id) in list.iter().enumerate() {
+        if list[..i].contains(id) {
+            return Err(format!("`{id}` is named twice"));
+        }
+        if with_cert.contains(&id.as_str()) {
+            continue;
+        }
+        if config.connections.iter().any(|c| c.id == *id) {
+            return Err(format!(
+                "`{id}` uses no certificate (a TCP listener): nothing to rebind"
+            ));
+        }
+        return Err(format!(
+            "unknown connection `{id}`; the connections and routes that use a certificate: {}",
+            with_cert.join(", ")
+        ));
+    }
+    Ok(list.clone())
+}
+
+/// The rebind of `POST /rebind`: each connection asked for (default: each that uses a
+/// certificate) to its lcs.toml reference, all or nothing. Every target is validated, the
+/// unchanged ones too (a bound certificate whose key no longer opens is refused with the
+/// reason, not reported `unchanged`). A connection that did not start is reported
+/// `not_started` (a restart is the only help) and does not hold back the others. On a refusal
+/// every connection asked for is reported: the refused with their reasons, the others `held`.
+/// `Err` is bad input (a 400), see [`asked`].
 pub fn rebind_to_configured(
     handle: &ServiceHandle,
     config: &Config,
     request: &RebindRequest,
-) -> (StatusCode, RebindResponse) {
-    let mut unchanged = Vec::new();
+) -> Result<(StatusCode, RebindResponse), String> {
     let mut targets = Vec::new();
-    let mut refused = Vec::new();
-    let asked: Vec<String> = match &request.connections {
-        Some(list) => list.clone(),
-        None => handle.credentials.keys().cloned().collect(),
-    };
-    for id in asked {
-        let bound = handle.credentials.get(&id).map(|c| c.reference());
-        match (config.cert_refs().find(|(c, _)| *c == id), bound) {
-            (Some((_, to)), Some(from)) if *to == from => unchanged.push(RebindResult {
-                connection: id,
-                status: RebindStatus::Unchanged,
-                from: Some(serial(&from)),
-                to: Some(serial(&from)),
-                reason: None,
-                message: None,
-            }),
-            (Some((_, to)), Some(_)) => targets.push(RebindTarget {
-                connection: id,
-                to: to.clone(),
-            }),
-            _ => refused.push(RebindResult {
+    let mut not_started = Vec::new();
+    for id in asked(handle, request)? {
+        if let Some(f) = handle.failed.iter().find(|f| f.id == id) {
+            not_started.push(RebindResult {
                 message: Some(format!(
-                    "`{id}` is not a running connection or route that uses a certificate"
+                    "`{id}` did not start ({}): nothing runs to swap; restart serve",
+                    f.cause
                 )),
                 connection: id,
-                status: RebindStatus::Refused,
+                status: RebindStatus::NotStarted,
                 from: None,
                 to: None,
-                reason: Some("not_running".into()),
-            }),
+                reason: Some(f.cause.reason().into()),
+            });
+            continue;
         }
+        let Some((_, to)) = config.cert_refs().find(|(c, _)| *c == id) else {
+            return Err(format!(
+                "`{id}` has no certificate in lcs.toml now (edited since serve started?)"
+            ));
+        };
+        targets.push(RebindTarget {
+            connection: id,
+            to: to.clone(),
+        });
     }
-    if !refused.is_empty() {
-        return (StatusCode::CONFLICT, RebindResponse { results: refused });
+    let (code, mut results) = match handle.rebind(&targets) {
+        Ok(done) => (StatusCode::OK, done.into_iter().map(rebound).collect()),
+        Err(refusals) => (StatusCode::CONFLICT, held(&targets, &refusals)),
+    };
+    results.extend(not_started);
+    results.sort_by(|a, b| a.connection.cmp(&b.connection));
+    Ok((code, RebindResponse { results }))
+}
+
+fn rebound(r: super::service::Rebound) -> RebindResult {
+    RebindResult {
+        connection: r.connection,
+        status: if r.changed {
+            RebindStatus::Rebound
+        } else {
+            RebindStatus::Unchanged
+        },
+        from: Some(serial(&r.from)),
+        to: Some(serial(&r.to)),
+        reason: None,
+        message: None,
     }
-    match handle.rebind(&targets) {
-        Ok(done) => {
-            let mut results: Vec<RebindResult> = done
-                .into_iter()
-                .map(|r| RebindResult {
-                    connection: r.connection,
-                    status: if r.changed {
-                        RebindStatus::Rebound
-                    } else {
-                        RebindStatus::Unchanged
-                    },
-                    from: Some(serial(&r.from)),
-                    to: Some(serial(&r.to)),
-                    reason: None,
-                    message: None,
-                })
-                .collect();
-            results.extend(unchanged);
-            results.sort_by(|a, b| a.connection.cmp(&b.connection));
-            (StatusCode::OK, RebindResponse { results })
-        }
-        Err(refusals) => {
-            let results = refusals
-                .iter()
-                .map(|r| RebindResult {
-                    connection: r.connection().into(),
-                    status: RebindStatus::Refused,
-                    from: None,
-                    to: None,
-                    reason: Some(r.reason().into()),
-                    message: Some(r.to_string()),
-                })
-                .collect();
-            (StatusCode::CONFLICT, RebindResponse { results })
-        }
-    }
+}
+
+/// Each target of a refused rebind: refused with its reason, or held back.
+fn held(targets: &[RebindTarget], refusals: &[super::service::RebindRefusal]) -> Vec<RebindResult> {
+    targets
+        .iter()
+        .map(|t| match refusals.iter().find(|r| r.connection() == t.connection) {
+            Some(r) => RebindResult {
+                connection: t.connection.clone(),
+                status: RebindStatus::Refused,
+                from: None,
+                to: Some(serial(&t.to)),
+                reason: Some(r.reason().into()),
+                message: Some(r.to_string()),
+            },
+            None => RebindResult {
+                connection: t.connection.clone(),
+                status: RebindStatus::Held,
+                from: None,
+                to: Some(serial(&t.to)),
+                reason: None,
+                message: Some(
+                    "valid, but not swapped: another connection was refused and a rebind is all or nothing"
+                        .into(),
+                ),
+            },
+        })
+        .collect()
 }
 
 fn serial(r: &CertRef) -> SerialOnly {

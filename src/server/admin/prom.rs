@@ -143,14 +143,14 @@ fn listeners(registry: &mut Registry, handle: &ServiceHandle) {
 fn routes(registry: &mut Registry, handle: &ServiceHandle) {
     let routes = &handle.metrics.routes;
     let failures = Family::<Labels, Counter>::default();
-    for (reason, n) in routes.failures() {
+    for ((route, reason), n) in handle.metrics.route_failures() {
         failures
-            .get_or_create(&labels(&[("reason", &reason)]))
+            .get_or_create(&labels(&[("route", &route), ("reason", &reason)]))
             .inc_by(n);
     }
     registry.register(
         "route_failures",
-        "Route dials that failed, by reason",
+        "Route dials that failed, by route and reason",
         failures,
     );
     let up = Family::<Labels, Gauge>::default();
@@ -165,7 +165,7 @@ fn routes(registry: &mut Registry, handle: &ServiceHandle) {
     }
     registry.register(
         "route_up",
-        "1 when the route started and its credential opens now",
+        "1 when the route started and its credential opens now (ready to dial; route connections open now are lcs_route_open_connections)",
         up,
     );
     gauge(
@@ -216,8 +216,21 @@ fn sip(registry: &mut Registry, handle: &ServiceHandle) {
     );
     counter(
         registry,
-        "sip_responses",
-        "SIP responses received",
+        "sip_responses_received",
+        "SIP responses received (relayed from peers)",
         s.responses,
+    );
+    let sent = Family::<Labels, Counter>::default();
+    for ((method, status), n) in handle.metrics.responses_sent() {
+        sent.get_or_create(&labels(&[
+            ("method", &method),
+            ("status", &status.to_string()),
+        ]))
+        .inc_by(n);
+    }
+    registry.register(
+        "sip_responses",
+        "SIP responses the server sent, by the method answered and status",
+        sent,
     );
 }
