@@ -61,6 +61,7 @@ async fn start_admin(d: &Deployment, live: &Live) -> tokio::task::JoinHandle<std
         pid: std::process::id(),
         admin: addr,
         started_at: lcs_sim::clock::Clock::now_utc(&lcs_sim::clock::SystemClock),
+        deployment: d.root().canonicalize().unwrap(),
     }
     .write(d.root())
     .unwrap();
