@@ -64,7 +64,9 @@ fn list_shows_the_builtins() {
             "kb836410-partial-fix",
             "renewal-acl-kept",
             "hot-rebind",
-            "group-policy"
+            "group-policy",
+            "auto-rebind",
+            "auto-rebind-acl-lost"
         ]
     );
 }

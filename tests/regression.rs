@@ -209,3 +209,46 @@ fn without_the_rebind_the_outage_lasts_and_the_rebind_checks_fail() {
         assert!(!check(&r, name), "{name} held without a rebind");
     }
 }
+
+#[test]
+fn auto_rebind_swaps_on_renewal_so_the_restart_starts_every_listener() {
+    let r = run("auto-rebind");
+    assert!(r.connect_failures.is_empty(), "{:?}", r.connect_failures);
+    assert!(r.starts.iter().all(|s| s.failed.is_empty()));
+    assert!(
+        r.timeline
+            .iter()
+            .any(|m| m.kind == MomentKind::Observation && m.what.starts_with("auto-rebind:"))
+    );
+}
+
+#[test]
+fn without_auto_rebind_the_restart_fails_on_the_archived_reference() {
+    let mut s = Scenario::load("auto-rebind").unwrap();
+    s.server.auto_rebind = false;
+    let r = sim::run(&s, s.seed).unwrap();
+    assert!(r.symptoms.tls_listener_fails_on_restart);
+    assert!(!check(&r, "tls_listener_fails_on_restart"));
+    assert!(!check(&r, "unfixed"));
+    assert_eq!(disagreements(&r), Vec::<String>::new());
+}
+
+#[test]
+fn auto_rebind_refuses_an_unreadable_successor_and_the_live_fix_ends_the_outage() {
+    let r = run("auto-rebind-acl-lost");
+    let refusal = r
+        .timeline
+        .iter()
+        .find(|m| m.what.starts_with("auto-rebind refuses"))
+        .expect("the refusal (14373) is on the timeline");
+    assert!(
+        refusal.what.contains("key_access_denied"),
+        "{}",
+        refusal.what
+    );
+    assert!(r.symptoms.clients_cannot_connect_over_tls);
+    let fix = r.fix.as_ref().unwrap();
+    assert!(fix.live);
+    assert_eq!(fix.rebound, sorted(&CERTIFICATE_CONNECTIONS));
+    assert_eq!(fix.clients_reconnected, fix.clients);
+}

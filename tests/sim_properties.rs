@@ -118,7 +118,10 @@ fn scenario(p: &Params) -> Scenario {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(20),
         },
-        server: Server { t1_ms: 500 },
+        server: Server {
+            t1_ms: 500,
+            auto_rebind: false,
+        },
         federation: Federation {
             connection_lifetime: Duration::from_secs(120),
             connection_max_lifetime: Duration::from_secs(600),

@@ -68,6 +68,8 @@ struct ServerState {
     starts: Vec<StartRecord>,
     /// Counters of earlier instances, so totals survive restarts.
     carried: MetricsSnapshot,
+    /// Swaps the service made by itself (`[server] auto_rebind`): when, and which connections.
+    auto_rebinds: Vec<(Duration, Vec<String>)>,
 }
 
 /// A sample of the time series.
@@ -111,6 +113,8 @@ pub struct Outcome {
     pub unfixed: Vec<String>,
     /// Totals of the server's SIP counters over all instances.
     pub server_totals: MetricsSnapshot,
+    /// Swaps the service made by itself (`[server] auto_rebind`): when, and which connections.
+    pub auto_rebinds: Vec<(Duration, Vec<String>)>,
 }
 
 struct Shared2 {
@@ -120,6 +124,8 @@ struct Shared2 {
     state: Arc<Mutex<ServerState>>,
     restart: watch::Sender<u64>,
     clock: SimClock,
+    /// `[server] auto_rebind`: the service rebinds renewed certificates by itself.
+    auto_rebind: bool,
 }
 
 /// Runs `scenario` with `seed`.
@@ -144,6 +150,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
         state: Arc::new(Mutex::new(ServerState::default())),
         restart,
         clock: clock.clone(),
+        auto_rebind: scenario.server.auto_rebind,
     });
     let recorder: Shared = Arc::default();
     let mut sim = turmoil::Builder::new()
@@ -163,6 +170,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
         add(&mut server_totals, &m.snapshot());
     }
     let starts = state.starts.clone();
+    let auto_rebinds = state.auto_rebinds.clone();
     drop(state);
     drop(sim);
     let recorder = std::mem::take(&mut *recorder.lock().expect("recorder"));
@@ -174,6 +182,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
         events: shared.events.events(),
         unfixed,
         server_totals,
+        auto_rebinds,
     })
 }
 
@@ -305,6 +314,8 @@ async fn server_host(shared: Arc<Shared2>, world: Arc<World>) -> turmoil::Result
         };
         let options = ServiceOptions {
             instance,
+            auto_rebind: shared.auto_rebind,
+            on_auto_rebind: Some(record_auto_rebind(&shared.config, &shared.state)),
             ..ServiceOptions::default()
         };
         let running = server::start(TurmoilNet, ctx, options).await;
@@ -337,6 +348,32 @@ async fn server_host(shared: Arc<Shared2>, world: Arc<World>) -> turmoil::Result
         add(&mut state.carried, &snapshot);
         state.metrics = None;
     }
+}
+
+/// What `serve --auto-rebind` does after a swap: record the new reference in the configuration,
+/// so the next start (a restart) uses the renewed certificate too.
+/// The swap is also recorded for the report's timeline.
+fn record_auto_rebind(
+    config: &Arc<Mutex<Config>>,
+    state: &Arc<Mutex<ServerState>>,
+) -> server::auto::OnRebound {
+    let (config, state) = (config.clone(), state.clone());
+    Arc::new(move |done: &[server::Rebound]| {
+        let mut config = config.lock().expect("config");
+        for r in done {
+            if let Some(reference) = config.certificate_mut(&r.connection) {
+                *reference = r.to.clone();
+            }
+        }
+        let mut swapped: Vec<String> = done.iter().map(|r| r.connection.clone()).collect();
+        swapped.sort();
+        let at = super::record::now();
+        state
+            .lock()
+            .expect("state")
+            .auto_rebinds
+            .push((at, swapped));
+    })
 }
 
 /// Adds the cumulative counters of `b` to `a` (gauges are not added).

@@ -14,7 +14,7 @@ use crate::input::{self, FileError};
 use crate::store::RenewalPolicy;
 
 /// The scenarios that ship with lcs-sim, by name: `(name, file text)`.
-pub const BUILTINS: [(&str, &str); 5] = [
+pub const BUILTINS: [(&str, &str); 7] = [
     (
         "kb836410",
         include_str!("../../fixtures/scenarios/kb836410.toml"),
@@ -34,6 +34,14 @@ pub const BUILTINS: [(&str, &str); 5] = [
     (
         "group-policy",
         include_str!("../../fixtures/scenarios/group-policy.toml"),
+    ),
+    (
+        "auto-rebind",
+        include_str!("../../fixtures/scenarios/auto-rebind.toml"),
+    ),
+    (
+        "auto-rebind-acl-lost",
+        include_str!("../../fixtures/scenarios/auto-rebind-acl-lost.toml"),
     ),
 ];
 
@@ -168,11 +176,18 @@ impl Default for Users {
 pub struct Server {
     /// RFC 3261 T1 in milliseconds (default 500; Timer F = 64 × T1).
     pub t1_ms: u64,
+    /// Whether the service rebinds a renewed certificate by itself, as `serve --auto-rebind`
+    /// does (default false, as LCS did): each successor is validated first; one whose key the
+    /// service cannot open is refused (event 14373) and the current certificate kept.
+    pub auto_rebind: bool,
 }
 
 impl Default for Server {
     fn default() -> Self {
-        Self { t1_ms: 500 }
+        Self {
+            t1_ms: 500,
+            auto_rebind: false,
+        }
     }
 }
 

@@ -23,6 +23,7 @@ pub fn build(times: &Times, outcome: &Outcome, fix: Option<&FixReport>) -> Vec<M
         .collect();
     timeline.extend(outcome.starts.iter().map(|s| (start(s), 1)));
     timeline.extend(observations(times, outcome).into_iter().map(|m| (m, 2)));
+    timeline.extend(auto_rebinds(outcome).into_iter().map(|m| (m, 2)));
     timeline.extend(reconnected(fix).map(|m| (m, 2)));
     timeline.sort_by_key(|(m, rank)| (m.t, *rank));
     timeline.into_iter().map(|(m, _)| m).collect()
@@ -91,6 +92,53 @@ pub fn observations(times: &Times, outcome: &Outcome) -> Vec<Moment> {
     }
     if let Some(t) = sections::tls_zero_at(times, outcome) {
         out.push(observation(t, "TLS connections reach zero".into()));
+    }
+    out
+}
+
+/// What the service did by itself with `[server] auto_rebind`: each swap, and the first
+/// refusal of a successor it could not use (event 14373, with the reason the event names).
+pub fn auto_rebinds(outcome: &Outcome) -> Vec<Moment> {
+    let mut out: Vec<Moment> = outcome
+        .auto_rebinds
+        .iter()
+        .map(|(at, connections)| {
+            observation(
+                secs(*at),
+                format!(
+                    "auto-rebind: the service swaps {} to the renewed certificate by itself",
+                    connections.join(", ")
+                ),
+            )
+        })
+        .collect();
+    let refusals: Vec<_> = outcome
+        .events
+        .iter()
+        .filter(|e| e.id == crate::eventlog::ids::AUTO_REBIND_REFUSED)
+        .collect();
+    if let Some(first) = refusals.first() {
+        let t = (first.time - crate::clock::SIM_EPOCH)
+            .whole_seconds()
+            .max(0) as u64;
+        let reason = first
+            .details
+            .get("reason")
+            .and_then(|r| r.as_str())
+            .unwrap_or("unusable");
+        let mut connections: Vec<&str> = refusals
+            .iter()
+            .filter(|e| e.time == first.time)
+            .filter_map(|e| e.details.get("connection")?.as_str())
+            .collect();
+        connections.sort_unstable();
+        out.push(observation(
+            t,
+            format!(
+                "auto-rebind refuses the renewed certificate for {} ({reason}) and keeps the current one (event 14373)",
+                connections.join(", ")
+            ),
+        ));
     }
     out
 }
