@@ -56,7 +56,8 @@ pub struct StartRecord {
     pub failed: Vec<StartFailure>,
     /// Event ids logged by the start, in order.
     pub events: Vec<u32>,
-    /// The reason recorded in 14352 per connection.
+    /// Why each connection that did not start failed: its typed `StartCause` reason (for a
+    /// certificate, the reason its 14352 event names).
     pub causes: BTreeMap<String, String>,
 }
 
