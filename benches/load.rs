@@ -12,7 +12,8 @@
 //! - `held`: `LCS_BENCH_HELD` (10,000) idle TLS connections held on `serve` and on the bare
 //!   server, each server in a child process (this binary re-run), its RSS read from /proc before
 //!   and after: KiB per connection. Goal: `serve` ≤ bare and ≤ 16 KiB. Needs an fd limit above
-//!   `LCS_BENCH_HELD` + 100 in each process (`ulimit -n 20000`).
+//!   `LCS_BENCH_HELD` + 100 in each process (`ulimit -n 20000`). `LCS_BENCH_CHILD_WRAPPER`
+//!   (say `heaptrack`) runs each child server under a memory profiler.
 //! - `message`: MESSAGE at `LCS_BENCH_RATE` (1,000/s) for `LCS_BENCH_MESSAGE_SECS` (60 s)
 //!   between `LCS_BENCH_USERS` (50) registered users through `serve`: p99, and its ratio to a raw
 //!   tokio-rustls echo round trip of the same bytes at the same rate over as many connections.
@@ -372,18 +373,32 @@ fn child(kind: &str) {
 /// Holds `n` TLS connections on a server in a child process; KiB of its RSS per connection.
 async fn held_once(f: &Fixture, kind: &str, n: usize) -> f64 {
     use std::io::BufRead as _;
-    let mut child = std::process::Command::new(std::env::current_exe().expect("this bench"))
+    // `LCS_BENCH_CHILD_WRAPPER=heaptrack` (or `valgrind --tool=massif`, ...) runs each child
+    // server under a memory profiler: which allocations make up the bytes per connection.
+    let exe = std::env::current_exe().expect("this bench");
+    let wrapper = std::env::var("LCS_BENCH_CHILD_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut c = std::process::Command::new(program);
+            c.args(words).arg(&exe);
+            c
+        }
+        None => std::process::Command::new(&exe),
+    };
+    let mut child = command
         .env("LCS_BENCH_CHILD", kind)
         .env("LCS_BENCH_DIR", f.d.root())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("a child server");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
+    // The first line that is an address (a wrapper may print lines of its own first).
+    let addr: SocketAddr = std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.trim().parse().ok())
         .expect("the child's address");
-    let addr: SocketAddr = line.trim().parse().expect("an address");
     let pid = child.id();
     let client = f.client_config();
     // Warm the server's allocator and task machinery with a few connections first.

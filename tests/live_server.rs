@@ -473,6 +473,25 @@ async fn messages_for_an_unreachable_route_queue_and_get_408_at_timer_f() {
     );
 }
 
+/// The idle deadline counts from the last traffic, not from the connection's start: requests
+/// every 400 ms keep a connection with a 1 s idle timeout open for 2.4 s.
+#[tokio::test]
+async fn traffic_keeps_a_connection_open_past_the_idle_timeout() {
+    let (_tmp, d) = deployment_with(|c| c.sip.idle_timeout_s = 1);
+    let live = Live::start(&d).await;
+    let mut busy = tokio::net::TcpStream::connect(live.addr("tcp-5060"))
+        .await
+        .unwrap();
+    let started = lcs_sim::clock::monotonic_now();
+    for n in 1..=6 {
+        assert_eq!(transact(&mut busy, &options(n)).await, "SIP/2.0 200 OK");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(2400));
+    assert_eq!(transact(&mut busy, &options(7)).await, "SIP/2.0 200 OK");
+    live.stop().await;
+}
+
 #[tokio::test]
 async fn slow_handshakes_and_idle_connections_time_out() {
     let (_tmp, d) = deployment_with(|c| {

@@ -4,73 +4,107 @@
 //! driver as they come; the driver's writes come back on a channel. An idle connection (no
 //! traffic either way for `idle`) is closed, as LCS closes idle client connections, and so is one
 //! whose peer stops reading (a write not done within `idle`).
+//!
+//! A server holds thousands of mostly idle connections, so what one costs while it waits
+//! matters more than what it costs while busy (issue 9's held-connections bench):
+//! - the stream is not split: one `select!` reads or writes it, so there is no shared lock
+//!   around it, nor the allocation that goes with one;
+//! - the read buffer is small ([`READ_CHUNK`]). A larger message takes several reads: the TLS
+//!   layer keeps what does not fit and hands it over on the next read, and the driver's framer
+//!   joins the pieces;
+//! - the idle deadline is one timer per connection, moved only when it fires (to the last
+//!   activity plus `idle`), not a timer registered and cancelled around every read.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::clock::monotonic_now;
 use crate::sip::{ConnId, ConnKind};
 
 use super::driver::{ToDriver, WriteCmd};
 
+/// Bytes read from a connection at a time. A REGISTER or MESSAGE of a typical client fits.
+pub(crate) const READ_CHUNK: usize = 2048;
+
 /// Runs until either side closes. Tells the driver when the connection opens and closes.
-pub(crate) async fn pump<IO>(
-    io: IO,
+///
+/// Not an `async fn`: that would keep the stream twice in the future (its argument and the
+/// body's copy, rust-lang/rust#62958); the block below uses the one it captures.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would store the stream twice (rust-lang/rust#62958)"
+)]
+pub(crate) fn pump<IO>(
+    mut io: IO,
     conn: ConnId,
     kind: ConnKind,
     to_driver: mpsc::UnboundedSender<ToDriver>,
     idle: Duration,
-) where
+) -> impl Future<Output = ()> + Send
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (writer_tx, mut writer_rx) = mpsc::unbounded_channel();
-    if to_driver
-        .send(ToDriver::Opened {
-            conn,
-            kind,
-            writer: writer_tx,
-        })
-        .is_err()
-    {
-        return; // the service is stopping
-    }
-    let (mut reader, mut writer) = tokio::io::split(io);
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        tokio::select! {
-            biased;
-            cmd = writer_rx.recv() => match cmd {
-                Some(WriteCmd::Bytes(bytes)) => {
-                    // A peer that stops reading must not hold this task (and the queue behind
-                    // it) for ever: a write that cannot finish within the idle time ends it.
-                    let write = async {
-                        writer.write_all(&bytes).await?;
-                        writer.flush().await
-                    };
-                    if !matches!(tokio::time::timeout(idle, write).await, Ok(Ok(()))) {
-                        break;
-                    }
-                }
-                Some(WriteCmd::Close) | None => {
-                    let _ = writer.shutdown().await;
-                    break;
-                }
-            },
-            read = tokio::time::timeout(idle, reader.read(&mut buf)) => match read {
-                Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(n)) => {
-                    if to_driver.send(ToDriver::Bytes { conn, bytes: buf[..n].to_vec() }).is_err() {
-                        break;
-                    }
-                }
-                Err(_idle) => {
-                    tracing::debug!("connection {conn:?} idle for {idle:?}; closing");
-                    let _ = writer.shutdown().await;
-                    break;
-                }
-            },
+    async move {
+        let (writer_tx, mut writer_rx) = mpsc::unbounded_channel();
+        if to_driver
+            .send(ToDriver::Opened {
+                conn,
+                kind,
+                writer: writer_tx,
+            })
+            .is_err()
+        {
+            return; // the service is stopping
         }
+        let mut buf = [0u8; READ_CHUNK];
+        let mut last_activity = monotonic_now();
+        let idle_deadline = tokio::time::sleep_until((last_activity + idle).into());
+        tokio::pin!(idle_deadline);
+        loop {
+            tokio::select! {
+                biased;
+                cmd = writer_rx.recv() => match cmd {
+                    Some(WriteCmd::Bytes(bytes)) => {
+                        // A peer that stops reading must not hold this task (and the queue behind
+                        // it) for ever: a write that cannot finish within the idle time ends it.
+                        // (The timer is registered only if the write has to wait.)
+                        let write = async {
+                            io.write_all(&bytes).await?;
+                            io.flush().await
+                        };
+                        if !matches!(tokio::time::timeout(idle, write).await, Ok(Ok(()))) {
+                            break;
+                        }
+                        last_activity = monotonic_now();
+                    }
+                    Some(WriteCmd::Close) | None => {
+                        let _ = io.shutdown().await;
+                        break;
+                    }
+                },
+                read = io.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        last_activity = monotonic_now();
+                        if to_driver.send(ToDriver::Bytes { conn, bytes: buf[..n].to_vec() }).is_err() {
+                            break;
+                        }
+                    }
+                },
+                () = &mut idle_deadline => {
+                    let due = last_activity + idle;
+                    if monotonic_now() < due {
+                        idle_deadline.as_mut().reset(due.into()); // there was traffic since it was set
+                        continue;
+                    }
+                    tracing::debug!("connection {conn:?} idle for {idle:?}; closing");
+                    let _ = io.shutdown().await;
+                    break;
+                }
+            }
+        }
+        let _ = to_driver.send(ToDriver::Closed { conn });
     }
-    let _ = to_driver.send(ToDriver::Closed { conn });
 }
