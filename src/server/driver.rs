@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::monotonic_now;
 use crate::eventlog::{Level, ids};
-use crate::sip::{Action, ConnId, ConnKind, Event as SipEvent, Proxy, RouteId};
+use crate::sip::{Action, ConnId, ConnKind, Event as SipEvent, Payload, Proxy, RouteId};
 
 use super::log::ServiceLog;
 use super::metrics::{Metrics, SipCounters};
@@ -105,8 +105,18 @@ impl Driver {
     fn carry_out_actions(&mut self) {
         while let Some(action) = self.proxy.poll_action() {
             match action {
-                Action::Send { conn, bytes } => {
-                    self.count_response(&bytes);
+                Action::Send {
+                    conn,
+                    bytes,
+                    payload,
+                } => {
+                    if let Payload::Response {
+                        method: Some(method),
+                        status,
+                    } = payload
+                    {
+                        self.metrics.response_sent(method.as_str(), status);
+                    }
                     if let Some(w) = self.writers.get(&conn) {
                         let _ = w.send(WriteCmd::Bytes(bytes));
                     }
@@ -146,19 +156,6 @@ impl Driver {
                 tracing::debug!("connection {conn:?}: unparsable message: {error}");
             }
             other => tracing::trace!("sip: {other:?}"),
-        }
-    }
-
-    /// Counts a response the server sends by method and status (`/metrics`); requests it
-    /// forwards are not counted here.
-    fn count_response(&self, bytes: &[u8]) {
-        if !bytes.starts_with(b"SIP/2.0 ") {
-            return;
-        }
-        if let Ok(crate::sip::Message::Response(r)) = crate::sip::parse_message(bytes)
-            && let Ok(cseq) = r.headers.cseq()
-        {
-            self.metrics.response_sent(cseq.method.as_str(), r.status);
         }
     }
 

@@ -58,6 +58,8 @@ pub enum Action {
         conn: ConnId,
         /// Bytes to write.
         bytes: Vec<u8>,
+        /// What they are, so a shell can count them without parsing them again.
+        payload: Payload,
     },
     /// Close the connection after writing what was sent before. The proxy already considers it
     /// closed; calling [`Proxy::connection_closed`] for it afterwards is harmless.
@@ -73,6 +75,23 @@ pub enum Action {
     },
     /// Something to log or count.
     Event(Event),
+}
+
+/// What an [`Action::Send`] carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A request (forwarded, or queued for a route and sent on connect).
+    Request,
+    /// A response: ours, relayed, or resent to a retransmission.
+    Response {
+        /// The method of the request it answers (its CSeq), when known: a response to a
+        /// request too broken to parse may have no CSeq.
+        method: Option<Method>,
+        /// The status code.
+        status: u16,
+    },
+    /// The CRLF answer to a CRLF CRLF keep-alive ping.
+    KeepAlive,
 }
 
 /// Things worth logging or counting; the proxy has already acted on them.

@@ -39,7 +39,7 @@ mod timers;
 mod transaction;
 mod uri;
 
-pub use actions::{Action, BindingRemoval, ConnId, ConnKind, Event, Transport};
+pub use actions::{Action, BindingRemoval, ConnId, ConnKind, Event, Payload, Transport};
 pub use builder::{RequestIds, UserAgent};
 pub use config::{ProxyConfig, RouteId, StaticRoute};
 pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, Frame, FrameError, Framer, PING, PONG};

@@ -309,7 +309,7 @@ impl Shell {
     fn pump(&mut self) {
         while let Some(action) = self.proxy.poll_action() {
             match action {
-                Action::Send { conn, bytes } => match parse_message(&bytes) {
+                Action::Send { conn, bytes, .. } => match parse_message(&bytes) {
                     Ok(Message::Request(request)) => self.forwarded.push((conn, request)),
                     Ok(Message::Response(response)) if response.is_final() => {
                         let call_id = response.headers.call_id().unwrap_or_default().to_owned();

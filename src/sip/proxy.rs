@@ -30,7 +30,7 @@ mod tests;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-use super::actions::{Action, ConnKind, Event};
+use super::actions::{Action, ConnKind, Event, Payload};
 // Re-exported for the modules that import it from here (`transaction`).
 pub(crate) use super::actions::ConnId;
 use super::config::{ProxyConfig, RouteId};
@@ -208,7 +208,7 @@ impl Proxy {
             match frame {
                 Ok(Frame::Ping) => {
                     self.stats.keepalives += 1;
-                    self.send(conn, PONG.to_vec());
+                    self.send(conn, PONG.to_vec(), Payload::KeepAlive);
                 }
                 Ok(Frame::Message(bytes)) => self.on_message(conn, &bytes, now),
                 Err(error) => self.on_frame_error(conn, error, now),
@@ -281,7 +281,7 @@ impl Proxy {
         response.headers = salvage_headers(head);
         let tag = self.fresh_id();
         let response = self.stamp(response.with_to_tag(&tag));
-        self.send(conn, response.to_bytes());
+        self.respond(conn, &response);
     }
 
     fn on_request(&mut self, conn: ConnId, request: Request, now: Instant) {
@@ -295,15 +295,15 @@ impl Proxy {
                 let response = bad_request(Response::for_request(&request, 400), &error);
                 let tag = self.fresh_id();
                 let response = self.stamp(response.with_to_tag(&tag));
-                self.send(conn, response.to_bytes());
+                self.respond(conn, &response);
                 return;
             }
         };
         if let Some(tx) = self.servers.rebind(&key, conn) {
             self.stats.retransmissions += 1;
-            if let ServerState::Completed { response, .. } = &tx.state {
-                let bytes = response.clone();
-                self.send(conn, bytes);
+            if let ServerState::Completed { response, payload } = &tx.state {
+                let (bytes, payload) = (response.clone(), payload.clone());
+                self.send(conn, bytes, payload);
             }
             return;
         }
@@ -414,7 +414,8 @@ impl Proxy {
             return;
         };
         let bytes = response.to_bytes();
-        if !tx.complete(bytes.clone()) {
+        let payload = payload_of(&response);
+        if !tx.complete(bytes.clone(), payload.clone()) {
             return; // never a second final response
         }
         self.timers.insert(
@@ -429,7 +430,7 @@ impl Proxy {
             }
         }
         match tx.conn.filter(|conn| self.conns.contains_key(conn)) {
-            Some(conn) => self.send(conn, bytes),
+            Some(conn) => self.send(conn, bytes, payload),
             None => {
                 let call_id = tx.call_id().to_owned();
                 self.stats.undeliverable_responses += 1;
@@ -477,12 +478,29 @@ impl Proxy {
         format!("{:x}.{:x}", self.config.instance, self.ids)
     }
 
-    fn send(&mut self, conn: ConnId, bytes: Vec<u8>) {
-        self.actions.push_back(Action::Send { conn, bytes });
+    fn send(&mut self, conn: ConnId, bytes: Vec<u8>, payload: Payload) {
+        self.actions.push_back(Action::Send {
+            conn,
+            bytes,
+            payload,
+        });
+    }
+
+    /// Sends a response of ours, or one relayed.
+    fn respond(&mut self, conn: ConnId, response: &Response) {
+        self.send(conn, response.to_bytes(), payload_of(response));
     }
 
     fn event(&mut self, event: Event) {
         self.actions.push_back(Action::Event(event));
+    }
+}
+
+/// How a response is counted: its status and the method of its CSeq.
+fn payload_of(response: &Response) -> Payload {
+    Payload::Response {
+        method: response.headers.cseq().ok().map(|cseq| cseq.method),
+        status: response.status,
     }
 }
 

@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use super::actions::ConnId;
+use super::actions::{ConnId, Payload};
 use super::config::RouteId;
 use super::header::{BRANCH_COOKIE, HeaderError};
 use super::message::{Request, Response, reason_phrase};
@@ -76,7 +76,12 @@ pub(crate) enum ServerState {
     /// Waiting for the final response (being handled or forwarded).
     Proceeding,
     /// Answered; `response` is resent to retransmissions until the linger timer fires.
-    Completed { response: Vec<u8> },
+    Completed {
+        /// The final response as sent.
+        response: Vec<u8>,
+        /// What it is, for counting each resend.
+        payload: Payload,
+    },
 }
 
 /// A server transaction.
@@ -117,11 +122,11 @@ impl ServerTx {
     }
 
     /// Records the final response, unless one was already recorded (then `false`).
-    pub(crate) fn complete(&mut self, response: Vec<u8>) -> bool {
+    pub(crate) fn complete(&mut self, response: Vec<u8>, payload: Payload) -> bool {
         if matches!(self.state, ServerState::Completed { .. }) {
             return false;
         }
-        self.state = ServerState::Completed { response };
+        self.state = ServerState::Completed { response, payload };
         true
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::sip::parse::{find_head_end, looks_like_response, salvage_headers};
 use crate::sip::transaction::ServerKey;
 use crate::sip::{
-    Action, ConnId, ConnKind, Event, Frame, Framer, Headers, Message, Method, PONG, Proxy,
+    Action, ConnId, ConnKind, Event, Frame, Framer, Headers, Message, Method, PONG, Payload, Proxy,
     ProxyConfig, Request, RequestIds, Response, RouteId, StaticRoute, Transport, Uri, UserAgent,
     parse_message,
 };
@@ -308,13 +308,32 @@ impl Shell {
     fn pump(&mut self) {
         while let Some(action) = self.proxy.poll_action() {
             match action {
-                Action::Send { bytes, .. } if bytes == PONG => {}
-                Action::Send { conn, bytes } => match parse_message(&bytes) {
-                    Ok(Message::Request(request)) => self.forwarded.push((conn, request)),
-                    Ok(Message::Response(response)) if response.is_final() => {
-                        *self.finals.entry(key_of(&response.headers)).or_default() += 1;
+                Action::Send { bytes, payload, .. } if bytes == PONG => {
+                    assert_eq!(
+                        payload,
+                        Payload::KeepAlive,
+                        "a keep-alive answer mislabelled"
+                    );
+                }
+                Action::Send {
+                    conn,
+                    bytes,
+                    payload,
+                } => match parse_message(&bytes) {
+                    Ok(Message::Request(request)) => {
+                        assert_eq!(payload, Payload::Request, "a request mislabelled");
+                        self.forwarded.push((conn, request));
                     }
-                    Ok(Message::Response(_)) => {}
+                    Ok(Message::Response(response)) => {
+                        let sent = Payload::Response {
+                            method: response.headers.cseq().ok().map(|c| c.method),
+                            status: response.status,
+                        };
+                        assert_eq!(payload, sent, "a response mislabelled");
+                        if response.is_final() {
+                            *self.finals.entry(key_of(&response.headers)).or_default() += 1;
+                        }
+                    }
                     Err(error) => panic!(
                         "the proxy sent a message that does not parse ({error}): {:?}",
                         String::from_utf8_lossy(&bytes)

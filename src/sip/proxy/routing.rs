@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::Proxy;
-use crate::sip::actions::{Action, ConnId, ConnKind, Event};
+use crate::sip::actions::{Action, ConnId, ConnKind, Event, Payload};
 use crate::sip::config::RouteId;
 use crate::sip::header::{BRANCH_COOKIE, NameAddr, Via};
 use crate::sip::message::{Request, Response};
@@ -82,7 +82,7 @@ impl Proxy {
         request.headers.push_front("Via", via.to_string());
         let bytes = request.to_bytes();
         match (conn, target) {
-            (Some(conn), _) => self.send(conn, bytes.clone()),
+            (Some(conn), _) => self.send(conn, bytes.clone(), Payload::Request),
             (None, Target::Route(route)) => {
                 let state = self.routes.entry(route).or_default();
                 if state.queue.len() >= self.config.max_route_queue {
@@ -141,7 +141,7 @@ impl Proxy {
                 .and_then(|c| self.servers.get(&c.server))
                 .and_then(|tx| tx.conn);
             if let (false, Some(origin)) = (response.status == 100, origin) {
-                self.send(origin, response.to_bytes());
+                self.respond(origin, &response);
             }
             return;
         }
@@ -230,7 +230,7 @@ impl Proxy {
             if let Some(client) = self.clients.get_mut(branch) {
                 client.sent_on = Some(conn);
                 let bytes = client.request.clone();
-                self.send(conn, bytes);
+                self.send(conn, bytes, Payload::Request);
             }
         }
         self.event(Event::RouteConnected {

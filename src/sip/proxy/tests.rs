@@ -93,7 +93,7 @@ pub(crate) fn sent_to(actions: &[Action], conn: ConnId) -> Vec<Message> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { conn: c, bytes } if *c == conn && bytes != PONG => {
+            Action::Send { conn: c, bytes, .. } if *c == conn && bytes != PONG => {
                 Some(parse_message(bytes).unwrap())
             }
             _ => None,
@@ -600,7 +600,8 @@ fn keepalive_ping_gets_a_pong() {
         h.recv(ALICE, b"\r\n"),
         [Action::Send {
             conn: ALICE,
-            bytes: b"\r\n".to_vec()
+            bytes: b"\r\n".to_vec(),
+            payload: Payload::KeepAlive,
         }]
     );
     assert_eq!(h.proxy.stats().keepalives, 1);
