@@ -302,3 +302,55 @@ async fn two_shards_merge_exactly() {
     }
     live.stop().await;
 }
+
+/// Mutual TLS: with a client certificate from the deployment's issuing CA (a federation peer's)
+/// every handshake on the mutual-TLS listener succeeds and the server counts it; without one,
+/// each attempt is a failure under its typed reason, never a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_load_with_and_without_a_client_certificate() {
+    use lcs_sim::clock::{Clock, SystemClock};
+    use lcs_sim::pki::{KeyAlgorithm, LeafSpec, Serial, issue_leaf, to_pem};
+    let (tmp, d) = deployment();
+    let ca = d.issuing_ca().unwrap();
+    let key = KeyAlgorithm::EcdsaP256.generate().unwrap();
+    let spec = LeafSpec {
+        common_name: "sip.fabrikam.com".into(),
+        organisation: "Fabrikam".into(),
+        dns_names: vec!["sip.fabrikam.com".into()],
+        ip_addresses: Vec::new(),
+        server_auth: false,
+        client_auth: true,
+    };
+    let now = SystemClock.now_utc();
+    let hour = time::Duration::hours(1);
+    let cert = issue_leaf(&ca, &spec, &key, &Serial::random(), now - hour, now + hour).unwrap();
+    let (cert_path, key_path) = (tmp.path().join("peer.pem"), tmp.path().join("peer.key"));
+    std::fs::write(&cert_path, to_pem("CERTIFICATE", &cert)).unwrap();
+    std::fs::write(&key_path, to_pem("PRIVATE KEY", key.secret_pkcs8_der())).unwrap();
+
+    let live = Live::start(&d).await;
+    let mtls = |client: Option<(&std::path::Path, &std::path::Path)>| TargetOptions {
+        target: Some(live.addr("mtls-5062").to_string()),
+        deployment: Some(d.root().to_path_buf()),
+        client_cert: client.map(|(c, _)| c.to_path_buf()),
+        client_key: client.map(|(_, k)| k.to_path_buf()),
+        ..TargetOptions::default()
+    };
+    let with = Target::resolve(&mtls(Some((&cert_path, &key_path))))
+        .await
+        .unwrap();
+    let r = run(with, options(Mode::Handshake, Load::Closed(2), 1.0)).await;
+    assert!(r.ok > 0 && r.failed == 0, "{r:?}");
+    let m = live.running.metrics.snapshot();
+    assert!(m.mtls.handshakes_ok >= r.ok, "{m:?}");
+
+    let without = Target::resolve(&mtls(None)).await.unwrap();
+    let r = run(without, options(Mode::Handshake, Load::Closed(1), 0.3)).await;
+    assert!(r.ok == 0 && r.failed > 0, "{r:?}");
+    assert_eq!(
+        r.failures.keys().collect::<Vec<_>>(),
+        ["tls_alert_certificate_required"],
+        "{r:?}"
+    );
+    live.stop().await;
+}

@@ -83,6 +83,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     /// The next message; `Err(ConnectionLost)` when the connection closed or broke, and
     /// `Err(BadResponse)` for bytes that do not frame or parse. Keep-alive pings are skipped.
+    ///
+    /// A TLS alert is the server's refusal, named as a failed handshake would name it: over
+    /// TLS 1.3 a server checks the client's certificate after the client has finished its
+    /// half of the handshake, so a mutual-TLS refusal (`certificate_required`,
+    /// `unknown_ca`, ...) arrives as the first read's error.
     pub async fn next(&mut self) -> Result<Message, Reason> {
         loop {
             match self.framer.pop() {
@@ -94,7 +99,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 None => {}
             }
             match self.io.read(&mut self.buf).await {
-                Ok(0) | Err(_) => return Err(Reason::ConnectionLost),
+                Ok(0) => return Err(Reason::ConnectionLost),
+                Err(e) => return Err(read_failure(&e)),
                 Ok(n) => self.framer.push(&self.buf[..n]),
             }
         }
@@ -103,6 +109,15 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// The underlying stream.
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.io
+    }
+}
+
+fn read_failure(e: &std::io::Error) -> Reason {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(_)) => {
+            Reason::Connect(ConnectFailure::from_handshake_error(e))
+        }
+        _ => Reason::ConnectionLost,
     }
 }
 
