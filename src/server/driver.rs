@@ -115,7 +115,7 @@ impl Driver {
                         status,
                     } = payload
                     {
-                        self.metrics.response_sent(method.as_str(), status);
+                        self.metrics.response_sent(method, status);
                     }
                     if let Some(w) = self.writers.get(&conn) {
                         let _ = w.send(WriteCmd::Bytes(bytes));

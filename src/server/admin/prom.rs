@@ -223,7 +223,7 @@ fn sip(registry: &mut Registry, handle: &ServiceHandle) {
     let sent = Family::<Labels, Counter>::default();
     for ((method, status), n) in handle.metrics.responses_sent() {
         sent.get_or_create(&labels(&[
-            ("method", &method),
+            ("method", method.as_str()),
             ("status", &status.to_string()),
         ]))
         .inc_by(n);
