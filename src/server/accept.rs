@@ -13,8 +13,8 @@
 //! resolver has none, so the client gets the same `access_denied` alert Schannel's refusal
 //! produced. No reason is ever read back from rustls's message text.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -43,6 +43,10 @@ pub(crate) struct TlsSide {
     /// The same configuration with a resolver that has no certificate: a refused handshake
     /// still ends with the alert rustls sends for "no certificate" (`access_denied`).
     pub refusing: Arc<ServerConfig>,
+    /// The configuration presenting the key chosen last. The key is checked on every
+    /// handshake; the configuration around it is made again only when the check yields
+    /// another key (a rebind, a renewal, a reloaded store), not cloned per handshake.
+    presenting: Mutex<Option<(Arc<CertifiedKey>, Arc<ServerConfig>)>>,
 }
 
 impl TlsSide {
@@ -53,21 +57,35 @@ impl TlsSide {
             credential,
             base: Arc::new(base),
             refusing: Arc::new(refusing),
+            presenting: Mutex::new(None),
         }
     }
 
     /// The configuration for one handshake: the key chosen now, or the refusal and why.
     fn choose(&self) -> (Arc<ServerConfig>, Option<(HandshakeFailure, String)>) {
         match self.credential.certified_key() {
-            Ok(key) => {
-                let mut config = (*self.base).clone();
-                config.cert_resolver = Arc::new(Chosen(key));
-                (Arc::new(config), None)
-            }
+            Ok(key) => (self.presenting(key), None),
             Err(e) => (
                 self.refusing.clone(),
                 Some((HandshakeFailure::from_credential(&e), e.to_string())),
             ),
+        }
+    }
+}
+
+impl TlsSide {
+    /// The configuration presenting `key`: the last one made if it presents the same key.
+    fn presenting(&self, key: Arc<CertifiedKey>) -> Arc<ServerConfig> {
+        let mut last = self.presenting.lock().expect("lock");
+        match &*last {
+            Some((k, config)) if Arc::ptr_eq(k, &key) => config.clone(),
+            _ => {
+                let mut config = (*self.base).clone();
+                config.cert_resolver = Arc::new(Chosen(key.clone()));
+                let config = Arc::new(config);
+                *last = Some((key, config.clone()));
+                config
+            }
         }
     }
 }
