@@ -147,22 +147,36 @@ impl Message {
 /// DEL) become spaces, so no input can inject a header, desynchronise the stream, or produce
 /// a message the parser would refuse.
 fn serialize(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
     fn line(out: &mut Vec<u8>, parts: &[&str]) {
         for part in parts {
-            out.extend(part.bytes().map(|b| match b {
-                b'\t' => b,
-                0..0x20 | 0x7f => b' ',
-                _ => b,
-            }));
+            // Control characters other than HTAB.
+            let unsafe_byte = |b: &u8| matches!(b, 0..=0x08 | 0x0a..=0x1f | 0x7f);
+            if part.as_bytes().iter().any(unsafe_byte) {
+                out.extend(part.bytes().map(|b| if unsafe_byte(&b) { b' ' } else { b }));
+            } else {
+                out.extend_from_slice(part.as_bytes());
+            }
         }
         out.extend_from_slice(b"\r\n");
     }
-    let mut out = Vec::with_capacity(256 + body.len());
+    let kept = || headers.iter().filter(|h| h.name != "Content-Length");
+    // One allocation: the exact size, but for the digits of Content-Length (at most 20).
+    let size = start.len()
+        + 2
+        + kept()
+            .map(|h| h.name.len() + h.value.len() + 4)
+            .sum::<usize>()
+        + "Content-Length: \r\n\r\n".len()
+        + 20
+        + body.len();
+    let mut out = Vec::with_capacity(size);
     line(&mut out, &[start]);
-    for header in headers.iter().filter(|h| h.name != "Content-Length") {
+    for header in kept() {
         line(&mut out, &[header.name.as_ref(), ": ", &header.value]);
     }
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
     out.extend_from_slice(body);
     out
 }
