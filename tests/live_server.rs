@@ -473,6 +473,33 @@ async fn messages_for_an_unreachable_route_queue_and_get_408_at_timer_f() {
     );
 }
 
+/// A connection that never spoke is not known to the SIP core (it is announced with its first
+/// bytes), so no Close reaches it from there: it must still end when the service stops, as one
+/// that spoke does.
+#[tokio::test]
+async fn stopping_the_service_closes_connections_that_never_spoke() {
+    let (_tmp, d) = deployment();
+    let live = Live::start(&d).await;
+    let mut silent = tls_connect(live.addr("tls-5061"), client_config(&d, None))
+        .await
+        .unwrap();
+    let mut spoke = tls_connect(live.addr("tls-5061"), client_config(&d, None))
+        .await
+        .unwrap();
+    assert_eq!(transact(&mut spoke, &options(1)).await, "SIP/2.0 200 OK");
+    live.stop().await;
+    for (name, conn) in [("silent", &mut silent), ("spoke", &mut spoke)] {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(conn, &mut buf),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the {name} connection is still open after stop"));
+        assert!(matches!(n, Ok(0) | Err(_)), "{name}: {n:?}");
+    }
+}
+
 /// The idle deadline counts from the last traffic, not from the connection's start: requests
 /// every 400 ms keep a connection with a 1 s idle timeout open for 2.4 s.
 #[tokio::test]

@@ -13,7 +13,10 @@
 //!   layer keeps what does not fit and hands it over on the next read, and the driver's framer
 //!   joins the pieces;
 //! - the idle deadline is one timer per connection, moved only when it fires (to the last
-//!   activity plus `idle`), not a timer registered and cancelled around every read.
+//!   activity plus `idle`), not a timer registered and cancelled around every read;
+//! - an inbound connection reaches the driver (and its channel is made) only when it first
+//!   speaks, so one that never does costs the driver and the proxy nothing, and a one-shot
+//!   connection wakes the driver once less.
 
 use std::time::Duration;
 
@@ -28,7 +31,8 @@ use super::driver::{ToDriver, WriteCmd};
 /// Bytes read from a connection at a time. A REGISTER or MESSAGE of a typical client fits.
 pub(crate) const READ_CHUNK: usize = 2048;
 
-/// Runs until either side closes. Tells the driver when the connection opens and closes.
+/// Runs until either side closes. Tells the driver when the connection opens (an inbound one:
+/// when it first speaks) and closes.
 ///
 /// Not an `async fn`: that would keep the stream twice in the future (its argument and the
 /// body's copy, rust-lang/rust#62958); the block below uses the one it captures.
@@ -47,16 +51,16 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     async move {
-        let (writer_tx, mut writer_rx) = mpsc::unbounded_channel();
-        if to_driver
-            .send(ToDriver::Opened {
-                conn,
-                kind,
-                writer: writer_tx,
-            })
-            .is_err()
-        {
-            return; // the service is stopping
+        // An inbound connection is announced to the driver with its first bytes: the proxy
+        // has nothing to do with one that never speaks, so a held idle connection costs the
+        // driver nothing (no channel, no entry). A route is announced at once: the proxy
+        // sends its queue on it.
+        let mut writer_rx = None;
+        if matches!(kind, ConnKind::Route(_)) {
+            match announce(&to_driver, conn, kind) {
+                Some(rx) => writer_rx = Some(rx),
+                None => return, // the service is stopping
+            }
         }
         let mut buf = [0u8; READ_CHUNK];
         let mut last_activity = monotonic_now();
@@ -65,7 +69,7 @@ where
         loop {
             tokio::select! {
                 biased;
-                cmd = writer_rx.recv() => match cmd {
+                cmd = next_write(&mut writer_rx) => match cmd {
                     Some(WriteCmd::Bytes(bytes)) => {
                         // A peer that stops reading must not hold this task (and the queue behind
                         // it) for ever: a write that cannot finish within the idle time ends it.
@@ -88,11 +92,19 @@ where
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         last_activity = monotonic_now();
+                        if writer_rx.is_none() {
+                            match announce(&to_driver, conn, kind) {
+                                Some(rx) => writer_rx = Some(rx),
+                                None => break,
+                            }
+                        }
                         if to_driver.send(ToDriver::Bytes { conn, bytes: buf[..n].to_vec() }).is_err() {
                             break;
                         }
                     }
                 },
+                // Not yet announced, so no Close will come: end with the service.
+                () = to_driver.closed(), if writer_rx.is_none() => break,
                 () = &mut idle_deadline => {
                     let due = last_activity + idle;
                     if monotonic_now() < due {
@@ -105,6 +117,28 @@ where
                 }
             }
         }
-        let _ = to_driver.send(ToDriver::Closed { conn });
+        if writer_rx.is_some() {
+            let _ = to_driver.send(ToDriver::Closed { conn });
+        }
+    }
+}
+
+/// Tells the driver a connection is open; the receiver of its writes, or `None` when the
+/// service is stopping.
+fn announce(
+    to_driver: &mpsc::UnboundedSender<ToDriver>,
+    conn: ConnId,
+    kind: ConnKind,
+) -> Option<mpsc::UnboundedReceiver<WriteCmd>> {
+    let (writer, writes) = mpsc::unbounded_channel();
+    let opened = ToDriver::Opened { conn, kind, writer };
+    to_driver.send(opened).ok().map(|()| writes)
+}
+
+/// The driver's next write for this connection; never, before it is announced.
+async fn next_write(writes: &mut Option<mpsc::UnboundedReceiver<WriteCmd>>) -> Option<WriteCmd> {
+    match writes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
