@@ -778,7 +778,7 @@ fn fix_live_reports_what_plain_fix_reports_validity_and_connections_not_asked_fo
 }
 
 #[test]
-fn metrics_count_responses_sent_by_method_and_status_and_route_failures_by_route() {
+fn metrics_count_requests_by_method_responses_by_method_and_status_and_route_failures_by_route() {
     if !peers() {
         return;
     }
@@ -825,6 +825,16 @@ fn metrics_count_responses_sent_by_method_and_status_and_route_failures_by_route
         Some(1.0),
         "{m}"
     );
+    for method in ["OPTIONS", "MESSAGE"] {
+        assert_eq!(
+            sample(
+                &m,
+                &format!("lcs_sip_requests_total{{method=\"{method}\"}}")
+            ),
+            Some(1.0),
+            "{m}"
+        );
+    }
     drop(client);
     serve.terminate();
 }

@@ -168,6 +168,7 @@ impl Driver {
             queue_depth: s.queue_depth as u64,
             registrations: s.bindings as u64,
             requests: s.requests_received,
+            requests_by_method: s.requests_by_method,
             responses: s.responses_received,
         });
     }

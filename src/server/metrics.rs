@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::config::Transport;
-use crate::sip::Method;
+use crate::sip::{Method, MethodCounts};
 
 /// Counters of one transport (inbound TCP, TLS, MTLS, or outgoing routes).
 #[derive(Debug, Default)]
@@ -68,8 +68,16 @@ pub struct SipCounters {
     pub registrations: u64,
     /// SIP requests received (retransmissions included).
     pub requests: u64,
+    /// The same, by method.
+    #[serde(serialize_with = "by_method")]
+    pub requests_by_method: MethodCounts,
     /// SIP responses received.
     pub responses: u64,
+}
+
+/// Serializes per-method counts as `{"OPTIONS": 3, ...}`.
+fn by_method<S: serde::Serializer>(counts: &MethodCounts, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(counts.iter())
 }
 
 /// All counters of a service.

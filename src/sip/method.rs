@@ -63,8 +63,54 @@ impl Method {
     }
 }
 
+/// A count per method: one slot for each method with a variant, one for all others. `Copy`
+/// and fixed-size, so the proxy's counters stay a plain value a shell can copy out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MethodCounts([u64; NAMED.len() + 1]);
+
+impl MethodCounts {
+    /// The label of the slot that counts every method without a variant.
+    pub const OTHER: &'static str = "other";
+
+    /// Counts one of `method`.
+    pub fn count(&mut self, method: &Method) {
+        let slot = NAMED
+            .iter()
+            .position(|(_, m)| m == method)
+            .unwrap_or(NAMED.len());
+        self.0[slot] += 1;
+    }
+
+    /// The methods counted at least once, by token ([`MethodCounts::OTHER`] for the rest).
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        NAMED
+            .iter()
+            .map(|(name, _)| *name)
+            .chain([Self::OTHER])
+            .zip(self.0)
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
 impl fmt::Display for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_known_methods_by_token_and_the_rest_as_other() {
+        let mut counts = MethodCounts::default();
+        for token in ["OPTIONS", "OPTIONS", "MESSAGE", "PUBLISH", "INFO"] {
+            counts.count(&Method::from_token(token));
+        }
+        assert_eq!(
+            counts.iter().collect::<Vec<_>>(),
+            [("MESSAGE", 1), ("OPTIONS", 2), ("other", 2)]
+        );
     }
 }

@@ -47,7 +47,7 @@ pub use header::{
     BRANCH_COOKIE, CSeq, Header, HeaderError, Headers, NameAddr, Params, Via, split_list,
 };
 pub use message::{Message, Request, Response, reason_phrase};
-pub use method::Method;
+pub use method::{Method, MethodCounts};
 pub use names::canonical_name;
 pub use parse::{ParseError, parse_message};
 pub use proxy::{Proxy, ProxyStats};

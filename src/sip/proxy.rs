@@ -37,7 +37,7 @@ use super::config::{ProxyConfig, RouteId};
 use super::framer::{Frame, FrameError, Framer, PONG};
 use super::header::HeaderError;
 use super::message::{Message, Request, Response};
-use super::method::Method;
+use super::method::{Method, MethodCounts};
 use super::parse::{
     ParseError, find_head_end, looks_like_response, parse_message, salvage_headers,
 };
@@ -52,6 +52,8 @@ use super::uri::{UriError, truncate};
 pub struct ProxyStats {
     /// Requests parsed (retransmissions included).
     pub requests_received: u64,
+    /// The same, by method.
+    pub requests_by_method: MethodCounts,
     /// Responses parsed.
     pub responses_received: u64,
     /// New MESSAGE transactions.
@@ -236,6 +238,7 @@ impl Proxy {
         match parse_message(bytes) {
             Ok(Message::Request(request)) => {
                 self.stats.requests_received += 1;
+                self.stats.requests_by_method.count(&request.method);
                 self.on_request(conn, request, now);
             }
             Ok(Message::Response(response)) => {

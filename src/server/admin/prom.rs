@@ -208,11 +208,16 @@ fn sip(registry: &mut Registry, handle: &ServiceHandle) {
         "MESSAGEs that had to wait for a route connection",
         s.queued,
     );
-    counter(
-        registry,
+    let requests = Family::<Labels, Counter>::default();
+    for (method, n) in s.requests_by_method.iter() {
+        requests
+            .get_or_create(&labels(&[("method", method)]))
+            .inc_by(n);
+    }
+    registry.register(
         "sip_requests",
-        "SIP requests received (retransmissions included)",
-        s.requests,
+        "SIP requests received, by method (retransmissions included; methods this server has no name for are \"other\")",
+        requests,
     );
     counter(
         registry,
