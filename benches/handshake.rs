@@ -23,42 +23,18 @@
 //! `cargo bench --bench handshake`; `LCS_BENCH_SECS=0.3 cargo bench --bench handshake` for a
 //! quick look.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use lcs_sim::clock::{Clock, SystemClock, monotonic_now};
-use lcs_sim::config::Config;
-use lcs_sim::deployment::{Deployment, InitOptions};
-use lcs_sim::server::{self, Credential, ServiceOptions, tls};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
-
-/// The connection whose listener we measure.
-const LISTENER: &str = "tls-5061";
-
-/// The bare server's resolver: one certificate, always (what `with_single_cert` installs).
-#[derive(Debug)]
-struct Fixed(Arc<CertifiedKey>);
-
-impl ResolvesServerCert for Fixed {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
-        Err(_) => default,
-    }
-}
+use common::{Bare, Fixture, LISTENER, cpu_time, env_or, median, start_bare};
+use lcs_sim::clock::{SystemClock, monotonic_now};
+use lcs_sim::server::{self, Credential, ServiceOptions};
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
 struct Settings {
     secs: f64,
@@ -81,32 +57,13 @@ fn main() {
 }
 
 async fn run(settings: Settings) {
-    let tmp = tempfile::tempdir().expect("a temporary folder");
-    let (d, _) = Deployment::init(
-        tmp.path().join("d"),
-        &InitOptions::default(),
-        SystemClock.now_utc(),
-    )
-    .expect("a deployment");
-    let mut config = d.config().expect("lcs.toml");
-    for c in &mut config.connections {
-        c.port = 0;
-    }
-    config.save(&d.config_path()).expect("lcs.toml saved");
-
-    let ca = std::fs::read(d.ca_path()).expect("ca.pem");
-    let intermediates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&ca)
-        .take(1)
-        .collect::<Result<_, _>>()
-        .expect("the issuing CA in ca.pem");
-    let roots = Arc::new(tls::roots_from_pem(&ca).expect("roots"));
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-
-    let baseline = start_baseline(&d, &config, &intermediates, clock.clone()).await;
+    let f = Fixture::new();
+    // The same certificate, chain and configuration as our listener, with a fixed resolver.
+    let baseline = start_bare(f.bare_server_config(), Bare::Close).await;
     // Exactly as `lcs-sim serve` runs it (store changes on disk polled every 250 ms).
     let live = server::live::serve(
-        &d,
-        clock.clone(),
+        &f.d,
+        Arc::new(SystemClock),
         ServiceOptions::default(),
         Duration::from_millis(250),
     )
@@ -116,10 +73,7 @@ async fn run(settings: Settings) {
     let ours = running
         .addr(LISTENER)
         .unwrap_or_else(|| panic!("{LISTENER} did not start: {:?}", running.failed));
-
-    let client = Arc::new(
-        tls::client_config(roots, None, &config.tls, clock, None).expect("a client config"),
-    );
+    let client = f.client_config();
     let secs = Duration::from_secs_f64(settings.secs);
     println!(
         "handshake bench: {} clients, {} s per round, {} rounds each after a 1 s warm-up, {} worker threads",
@@ -224,60 +178,6 @@ async fn run(settings: Settings) {
     live.stop().await;
 }
 
-/// A bare tokio-rustls server: accept → handshake → close, one task per connection.
-async fn start_baseline(
-    d: &Deployment,
-    config: &Config,
-    intermediates: &[CertificateDer<'static>],
-    clock: Arc<dyn Clock>,
-) -> SocketAddr {
-    let store = d.store().load().expect("the store");
-    let conn = config
-        .connections
-        .iter()
-        .find(|c| c.id == LISTENER)
-        .expect("the TLS connection in lcs.toml");
-    let reference = conn.certificate().expect("a certificate reference");
-    let cert = store
-        .find_by_issuer_serial(&reference.issuer, &reference.serial)
-        .expect("the certificate");
-    let opened = store
-        .open_key(cert.thumbprint(), &config.service.principal)
-        .expect("the key");
-    let key = tls::provider()
-        .key_provider
-        .load_private_key(PrivateKeyDer::Pkcs8(opened.clone_key()))
-        .expect("a signing key");
-    let mut chain = vec![cert.der.clone()];
-    chain.extend(intermediates.iter().cloned());
-    let server = tls::server_config(
-        Arc::new(Fixed(Arc::new(CertifiedKey::new(chain, key)))),
-        None,
-        &config.tls,
-        clock,
-        None,
-    )
-    .expect("a server config");
-    let acceptor = TlsAcceptor::from(Arc::new(server));
-    let listener = tokio::net::TcpListener::bind((conn.address, 0))
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("bound address");
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true); // as our listener does
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let _ = acceptor.accept(tcp).await;
-            });
-        }
-    });
-    addr
-}
-
 struct Round {
     /// Handshakes per second.
     rate: f64,
@@ -347,26 +247,4 @@ fn store_trip(credential: &Credential) -> Duration {
         std::hint::black_box(credential.certified_key().expect("the key is readable"));
     }
     (monotonic_now() - start) / STORE_TRIP_CALLS
-}
-
-/// CPU time used so far by this process's threads (Linux: `/proc/self/task/*/schedstat`, in
-/// nanoseconds). Unlike handshakes per second it hardly moves when other processes take the
-/// cores, so its ratio is a steadier second opinion on a shared machine.
-fn cpu_time() -> Option<Duration> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(Duration::from_nanos(total))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }

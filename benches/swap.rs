@@ -19,6 +19,8 @@
 //!
 //! `cargo bench --bench swap`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,23 +28,13 @@ use std::time::{Duration, Instant};
 
 use lcs_sim::clock::{Clock, SystemClock, monotonic_now};
 use lcs_sim::config::CertRef;
-use lcs_sim::deployment::{Deployment, InitOptions};
 use lcs_sim::pki::Serial;
-use lcs_sim::server::{self, RebindTarget, ServiceOptions, tls};
+use lcs_sim::server::{self, RebindTarget, ServiceOptions};
 use lcs_sim::store::RenewalPolicy;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-const LISTENER: &str = "tls-5061";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
-        Err(_) => default,
-    }
-}
+use common::{Fixture, LISTENER, env_or};
 
 /// One swap: when the rebind returned, how long it took, the new leaf's DER.
 type Swap = (Instant, Duration, Vec<u8>);
@@ -71,22 +63,12 @@ async fn run() {
     let clients: usize = env_or("LCS_BENCH_CLIENTS", 8);
     let swaps: usize = env_or("LCS_BENCH_SWAPS", 100);
     let gap = Duration::from_millis(env_or("LCS_BENCH_GAP_MS", 20));
-    let tmp = tempfile::tempdir().expect("a temporary folder");
-    let (d, _) = Deployment::init(
-        tmp.path().join("d"),
-        &InitOptions::default(),
-        SystemClock.now_utc(),
-    )
-    .expect("a deployment");
-    let mut config = d.config().expect("lcs.toml");
-    for c in &mut config.connections {
-        c.port = 0;
-    }
-    config.save(&d.config_path()).expect("lcs.toml saved");
+    let f = Fixture::new();
+    let d = &f.d;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // The disk is not touched during the run: renewals go to the running server's store.
     let live = server::live::serve(
-        &d,
+        d,
         clock.clone(),
         ServiceOptions::default(),
         Duration::from_secs(3600),
@@ -94,9 +76,7 @@ async fn run() {
     .await
     .expect("the deployment starts");
     let addr = live.running.addr(LISTENER).expect("tls-5061 listens");
-    let roots = Arc::new(tls::roots_from_pem(&std::fs::read(d.ca_path()).unwrap()).unwrap());
-    let client =
-        Arc::new(tls::client_config(roots, None, &config.tls, clock.clone(), None).unwrap());
+    let client = f.client_config();
     let ca = d.issuing_ca().expect("the issuing CA");
 
     println!(

@@ -115,6 +115,8 @@ impl ResolvesServerCert for Fixed {
 /// What the bare server does after the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bare {
+    /// Closes the connection (the handshake bench's baseline).
+    Close,
     /// Answers each SIP request with 200 (parsed and framed by the crate's SIP core, no
     /// transactions, no registrar); holds the connection until the client closes it.
     Sip,
@@ -141,6 +143,7 @@ pub async fn start_bare(config: Arc<ServerConfig>, what: Bare) -> SocketAddr {
                     return;
                 };
                 match what {
+                    Bare::Close => {}
                     Bare::Sip => answer_sip(&mut tls).await,
                     Bare::Echo => echo(&mut tls).await,
                 }
