@@ -417,7 +417,7 @@ impl Proxy {
             return;
         };
         let bytes = response.to_bytes();
-        let payload = payload_of(&response);
+        let payload = payload_of(&response, &bytes);
         if !tx.complete(bytes.clone(), payload.clone()) {
             return; // never a second final response
         }
@@ -491,7 +491,9 @@ impl Proxy {
 
     /// Sends a response of ours, or one relayed.
     fn respond(&mut self, conn: ConnId, response: &Response) {
-        self.send(conn, response.to_bytes(), payload_of(response));
+        let bytes = response.to_bytes();
+        let payload = payload_of(response, &bytes);
+        self.send(conn, bytes, payload);
     }
 
     fn event(&mut self, event: Event) {
@@ -500,9 +502,20 @@ impl Proxy {
 }
 
 /// How a response is counted: its status and the method of its CSeq.
-fn payload_of(response: &Response) -> Payload {
+///
+/// The method is what a receiver reads from the bytes: a CSeq salvaged from a broken request
+/// may hold control characters that do not parse here but are written out as spaces (see
+/// `message::serialize`), and then does parse. Only then are the bytes parsed again.
+fn payload_of(response: &Response, bytes: &[u8]) -> Payload {
+    let method = match response.headers.cseq() {
+        Ok(cseq) => Some(cseq.method),
+        Err(_) => match parse_message(bytes) {
+            Ok(Message::Response(sent)) => sent.headers.cseq().ok().map(|cseq| cseq.method),
+            _ => None,
+        },
+    };
     Payload::Response {
-        method: response.headers.cseq().ok().map(|cseq| cseq.method),
+        method,
         status: response.status,
     }
 }
