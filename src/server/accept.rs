@@ -71,9 +71,7 @@ impl TlsSide {
             ),
         }
     }
-}
 
-impl TlsSide {
     /// The configuration presenting `key`: the last one made if it presents the same key.
     fn presenting(&self, key: Arc<CertifiedKey>) -> Arc<ServerConfig> {
         let mut last = self.presenting.lock().expect("lock");
