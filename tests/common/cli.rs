@@ -430,3 +430,24 @@ pub fn s_client_options(
     let (exit, text) = client.finish();
     (exit.success(), status, text)
 }
+
+/// Parses JSON output, naming the text when it is not JSON.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The events with `id` in the deployment's log, as `lcs-sim events --format json` prints them.
+pub fn events(dir: &Path, id: u32) -> Vec<serde_json::Value> {
+    let out = lcs_ok(&[
+        "events",
+        dir.to_str().unwrap(),
+        "--format",
+        "json",
+        "--id",
+        &id.to_string(),
+    ]);
+    match json(&out) {
+        serde_json::Value::Array(v) => v,
+        other => panic!("{other}"),
+    }
+}
