@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Bare, Fixture, LISTENER, cpu_time, env_or, median, start_bare};
-use lcs_sim::clock::{SystemClock, monotonic_now};
-use lcs_sim::server::{self, Credential, ServiceOptions};
+use common::{Bare, Fixture, LISTENER, cpu_time, env_or, median, serve, start_bare};
+use lcs_sim::clock::monotonic_now;
+use lcs_sim::server::Credential;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
@@ -61,14 +61,7 @@ async fn run(settings: Settings) {
     // The same certificate, chain and configuration as our listener, with a fixed resolver.
     let baseline = start_bare(f.bare_server_config(), Bare::Close).await;
     // Exactly as `lcs-sim serve` runs it (store changes on disk polled every 250 ms).
-    let live = server::live::serve(
-        &f.d,
-        Arc::new(SystemClock),
-        ServiceOptions::default(),
-        Duration::from_millis(250),
-    )
-    .await
-    .expect("the deployment starts");
+    let live = serve(&f.d).await;
     let running = &live.running;
     let ours = running
         .addr(LISTENER)

@@ -31,9 +31,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hdrhistogram::Histogram;
-use lcs_sim::clock::{SystemClock, monotonic_now};
+use lcs_sim::clock::monotonic_now;
 use lcs_sim::load::{self, Load, LoadOptions, Mode, Recorder, Shard, Target, TargetOptions};
-use lcs_sim::server::{self, ServiceOptions};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
@@ -207,14 +206,7 @@ async fn minimal(
 
 async fn throughput(f: &Fixture, s: &Settings, handshake: bool, generator: bool) {
     let bare = start_bare(f.bare_server_config(), Bare::Sip).await;
-    let live = server::live::serve(
-        &f.d,
-        Arc::new(SystemClock),
-        ServiceOptions::default(),
-        Duration::from_millis(250),
-    )
-    .await
-    .expect("the deployment starts");
+    let live = serve(&f.d).await;
     let ours = live.running.addr(LISTENER).expect("the TLS listener");
     let (to_bare, to_ours) = (target(f, bare).await, target(f, ours).await);
     let client = f.client_config();
@@ -341,14 +333,7 @@ fn child(kind: &str) {
         let d = lcs_sim::deployment::Deployment::open(&dir).expect("the deployment");
         let _live;
         let addr = if kind == "serve" {
-            let live = server::live::serve(
-                &d,
-                Arc::new(SystemClock),
-                ServiceOptions::default(),
-                Duration::from_millis(250),
-            )
-            .await
-            .expect("the deployment starts");
+            let live = serve(&d).await;
             let addr = live.running.addr(LISTENER).expect("the TLS listener");
             _live = live;
             addr
@@ -477,14 +462,7 @@ async fn message(f: &Fixture) {
     let rate: f64 = env_or("LCS_BENCH_RATE", 1000.0);
     let secs = Duration::from_secs_f64(env_or("LCS_BENCH_MESSAGE_SECS", 60.0));
     let users: u64 = env_or("LCS_BENCH_USERS", 50);
-    let live = server::live::serve(
-        &f.d,
-        Arc::new(SystemClock),
-        ServiceOptions::default(),
-        Duration::from_millis(250),
-    )
-    .await
-    .expect("the deployment starts");
+    let live = serve(&f.d).await;
     let ours = live.running.addr(LISTENER).expect("the TLS listener");
     println!(
         "\n## MESSAGE at {rate}/s for {secs:?} between {users} registered users through serve, against a raw TLS echo round trip"

@@ -112,6 +112,18 @@ impl ResolvesServerCert for Fixed {
     }
 }
 
+/// Starts `d` exactly as `lcs-sim serve` runs it (store changes on disk polled every 250 ms).
+pub async fn serve(d: &Deployment) -> lcs_sim::server::live::LiveDeployment {
+    lcs_sim::server::live::serve(
+        d,
+        Arc::new(SystemClock),
+        lcs_sim::server::ServiceOptions::default(),
+        std::time::Duration::from_millis(250),
+    )
+    .await
+    .expect("the deployment starts")
+}
+
 /// What the bare server does after the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bare {
