@@ -103,8 +103,12 @@ where
                         }
                     }
                 },
-                // Not yet announced, so no Close will come: end with the service.
-                () = to_driver.closed(), if writer_rx.is_none() => break,
+                // Not yet announced, so no Close will come: end with the service, as an
+                // announced connection does on the driver's Close.
+                () = to_driver.closed(), if writer_rx.is_none() => {
+                    let _ = io.shutdown().await;
+                    break;
+                }
                 () = &mut idle_deadline => {
                     let due = last_activity + idle;
                     if monotonic_now() < due {
