@@ -18,7 +18,7 @@ use std::time::Duration;
 use lcs_sim::clock::monotonic_now;
 // The parser before issue 10, kept as the fuzzers' reference (it also checks for control
 // characters, which the old one did not: one more pass over the head).
-use lcs_sim::sip::fuzzcheck::reference::parse_message as before;
+use lcs_sim::fuzzcheck::reference::parse_message as before;
 use lcs_sim::sip::{Frame, Framer, Message, parse_message};
 
 /// A MESSAGE as a Windows Messenger client would send it through the proxy: two Vias, display

@@ -91,6 +91,10 @@ pub mod doctor;
 pub mod eventlog;
 pub mod failure;
 pub mod fix;
+/// The fuzzers' properties: only with the `fuzzcheck` feature (the fuzz crate, the corpus test).
+#[cfg(feature = "fuzzcheck")]
+#[doc(hidden)]
+pub mod fuzzcheck;
 pub mod input;
 pub mod load;
 pub mod pki;

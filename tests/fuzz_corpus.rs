@@ -1,11 +1,11 @@
 //! Replays the committed fuzz corpus (`fixtures/fuzz/<target>/`: the minimised corpus and every
 //! input that ever failed) through the same checks the fuzz targets run
-//! (`lcs_sim::sip::fuzzcheck`), so a stable `cargo test` guards what the nightly fuzzers found.
+//! (`lcs_sim::fuzzcheck`), so a stable `cargo test` guards what the nightly fuzzers found.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use lcs_sim::sip::fuzzcheck;
+use lcs_sim::fuzzcheck;
 
 /// Runs `check` on every file of `fixtures/fuzz/<target>/`; fails naming each input that fails.
 fn replay(target: &str, check: fn(&[u8])) {

@@ -1,4 +1,4 @@
 //! The framer yields the same frames whether the bytes arrive whole or cut anywhere.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lcs_sim::sip::fuzzcheck::framer(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lcs_sim::fuzzcheck::framer(data));

@@ -1,4 +1,4 @@
-//! Arbitrary bytes, connections, closes and time jumps against the proxy: see lcs_sim::sip::fuzzcheck.
+//! Arbitrary bytes, connections, closes and time jumps against the proxy: see lcs_sim::fuzzcheck.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lcs_sim::sip::fuzzcheck::proxy(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lcs_sim::fuzzcheck::proxy(data));

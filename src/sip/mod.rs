@@ -25,19 +25,17 @@ mod actions;
 mod builder;
 mod config;
 mod framer;
-#[doc(hidden)]
-pub mod fuzzcheck;
-mod header;
-mod message;
+pub(crate) mod header;
+pub(crate) mod message;
 mod method;
-mod names;
-mod parse;
+pub(crate) mod names;
+pub(crate) mod parse;
 mod proxy;
 mod registrar;
 mod timeouts;
 mod timers;
-mod transaction;
-mod uri;
+pub(crate) mod transaction;
+pub(crate) mod uri;
 
 pub use actions::{Action, BindingRemoval, ConnId, ConnKind, Event, Payload, Transport};
 pub use builder::{RequestIds, UserAgent};

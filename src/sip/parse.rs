@@ -349,7 +349,9 @@ pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
     })
 }
 
-enum StartLine {
+/// A parsed start line. The reference parser (`fuzzcheck/reference.rs`) shares it rather than
+/// keeping a copy: the start line is checked by the round trip, not against a second parser.
+pub(crate) enum StartLine {
     Request { method: Method, uri: Uri },
     Response { status: u16, reason: String },
 }
@@ -368,7 +370,7 @@ fn check_version(version: &str) -> Result<(), ParseError> {
     }
 }
 
-fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
+pub(crate) fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     let invalid = || ParseError::InvalidStartLine {
         line: truncate(line, 200),
     };

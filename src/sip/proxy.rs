@@ -155,7 +155,7 @@ impl Proxy {
     /// connections, server and client transactions, bindings, timers, queued requests, and
     /// routes connected, connecting or backing off. Once every connection is closed, every
     /// route connection attempt answered and every timer has fired, nothing may be left; the
-    /// fuzz checks ([`fuzzcheck`](super::fuzzcheck)) assert it.
+    /// fuzz checks (`lcs_sim::fuzzcheck`, behind the `fuzzcheck` feature) assert it.
     #[doc(hidden)]
     pub fn state_left(&self) -> Vec<(&'static str, usize)> {
         let busy = |r: &&RouteState| r.conn.is_some() || r.connecting || r.retry.is_some();

@@ -24,7 +24,7 @@ pub mod reference;
 
 pub use proxy::proxy;
 
-use super::{DEFAULT_MAX_MESSAGE_SIZE, Frame, FrameError, Framer, parse_message};
+use crate::sip::{DEFAULT_MAX_MESSAGE_SIZE, Frame, FrameError, Framer, parse_message};
 
 /// The parser agrees with the reference parser; parse → serialise → parse gives the same
 /// message, and serialising is stable.
