@@ -39,10 +39,12 @@ fn check(r: &Report, name: &str) -> bool {
         .passed
 }
 
-/// Seeds nobody tuned for: 16 of them for every built-in, in parallel on every core.
+/// Seeds nobody tuned for: three for every built-in, in parallel on every core. The many-seed
+/// sweep is `scripts/sweep-builtins`, which `.ci/run` runs through the CLI (issue 18 §8: the
+/// suite stays short on two cores).
 #[test]
-fn every_builtin_holds_on_sixteen_seeds() {
-    let seeds: Vec<u64> = (1..=16).map(|i| i * 7_919 + 1_000).collect();
+fn every_builtin_holds_on_three_untuned_seeds() {
+    let seeds: Vec<u64> = (1..=3).map(|i| i * 7_919 + 1_000).collect();
     let mut failures = Vec::new();
     for (name, _) in BUILTINS {
         let scenario = Scenario::load(name).unwrap();
