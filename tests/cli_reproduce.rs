@@ -1,15 +1,10 @@
 //! `lcs-sim reproduce` as a user and a CI job drive it: formats, exit codes, bad input.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::cli::lcs;
 
 use serde_json::Value;
-
-fn lcs(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
 
 /// A small scenario (a few seconds of wall time even in a debug build).
 const SMALL: &str = r#"

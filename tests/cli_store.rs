@@ -1,27 +1,13 @@
 //! Drives the `lcs-sim` binary through init, list, show, export, renew, grant, revoke and every
 //! error path of the store, as a user at a terminal would.
 
+mod common;
+
+use common::cli::{lcs, lcs_ok as ok};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
-
-fn lcs(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = lcs(args);
-    assert!(
-        out.status.success(),
-        "lcs-sim {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Runs a command that must fail with exit code 2 and returns its stderr.
 fn bad(args: &[&str]) -> String {

@@ -2,27 +2,12 @@
 //! expired or not yet valid instead of active, and `fix` reports them (a rebind cannot help)
 //! instead of "Nothing to fix".
 
+mod common;
+
+use common::cli::{lcs, lcs_ok as ok};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn lcs(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = lcs(args);
-    assert!(
-        out.status.success(),
-        "lcs-sim {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn list(dir: &Path, all: bool) -> Vec<Value> {
     let mut args = vec!["store", "list", dir.to_str().unwrap(), "--format", "json"];

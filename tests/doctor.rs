@@ -2,8 +2,11 @@
 //! a revoked ACL, expired, expiring, the wrong name, a missing EKU, an untrusted chain, an unknown
 //! serial; and its exit codes, remedies and bad input.
 
+mod common;
+
+use common::cli::{lcs, lcs_ok as ok};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::config::{CertRef, Config};
@@ -14,23 +17,6 @@ use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 const IDS: [&str; 3] = ["tls-5061", "mtls-5062", "route-fabrikam.com"];
-
-fn lcs(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = lcs(args);
-    assert!(
-        out.status.success(),
-        "lcs-sim {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn now() -> OffsetDateTime {
     SystemClock.now_utc()
