@@ -23,11 +23,7 @@ use crate::eventlog::{Level, ids};
 use crate::pki::Thumbprint;
 use crate::store::{Store, StoredCert};
 
-use super::service::{RebindTarget, Rebound, ServiceHandle};
-
-/// Called with what auto-rebind swapped, so the new references can be recorded (live: in
-/// lcs.toml, so a restart works too; the simulation: in its configuration).
-pub type OnRebound = Arc<dyn Fn(&[Rebound]) + Send + Sync>;
+use super::service::{OnRebound, RebindTarget, Rebound, ServiceHandle};
 
 /// The newest certificate in `thumbprint`'s chain of renewals, if it was renewed.
 pub fn newest_successor<'s>(store: &'s Store, thumbprint: &Thumbprint) -> Option<&'s StoredCert> {

@@ -100,7 +100,7 @@ pub async fn serve(
 /// restart binds the same certificates and a concurrent `fix` cannot lose the change. The
 /// callback runs on the auto-rebind task; the file work (a lock that may wait on a `fix`)
 /// runs on one writer thread of its own, in order, so the async workers never block on it.
-fn record_in_config(d: Deployment) -> super::auto::OnRebound {
+fn record_in_config(d: Deployment) -> super::service::OnRebound {
     let (to_writer, writes) = std::sync::mpsc::channel::<Vec<(String, crate::config::CertRef)>>();
     std::thread::spawn(move || {
         for done in writes {

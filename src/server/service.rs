@@ -48,7 +48,7 @@ pub struct ServiceOptions {
     pub auto_rebind: bool,
     /// Called after auto-rebind swapped certificates, to record the new references (live mode
     /// writes lcs.toml). Default none.
-    pub on_auto_rebind: Option<super::auto::OnRebound>,
+    pub on_auto_rebind: Option<OnRebound>,
     /// Also shown each event as it is logged (live: `serve` prints rebinds and refusals on its
     /// console). Default none.
     pub on_event: Option<OnEvent>,
@@ -188,6 +188,12 @@ pub struct Rebound {
     /// False when the connection already presented `to`.
     pub changed: bool,
 }
+
+/// Called with what auto-rebind swapped, so the new references can be recorded (live: in
+/// lcs.toml, so a restart works too; the simulation: in its configuration). It lives here, with
+/// [`Rebound`] and the options that carry it, so `service` never imports `auto` (auto drives the
+/// service, not the other way round).
+pub type OnRebound = Arc<dyn Fn(&[Rebound]) + Send + Sync>;
 
 /// Why a rebind request was refused (nothing was swapped).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -357,7 +357,7 @@ async fn server_host(shared: Arc<Shared2>, world: Arc<World>) -> turmoil::Result
 fn record_auto_rebind(
     config: &Arc<Mutex<Config>>,
     state: &Arc<Mutex<ServerState>>,
-) -> server::auto::OnRebound {
+) -> server::service::OnRebound {
     let (config, state) = (config.clone(), state.clone());
     Arc::new(move |done: &[server::Rebound]| {
         let mut config = config.lock().expect("config");
