@@ -6,7 +6,7 @@
 
 use lcs_sim::failure::{Alert, ConnectFailure};
 use lcs_sim::sim::report::agreement::disagreements;
-use lcs_sim::sim::report::{MomentKind, Report};
+use lcs_sim::sim::report::{MomentKind, Observed, Report};
 use lcs_sim::sim::scenario::{BUILTINS, Step};
 use lcs_sim::sim::sweep;
 use lcs_sim::sim::world::{CERTIFICATE_CONNECTIONS, MTLS_ID, ROUTE_ID, TLS_ID};
@@ -241,13 +241,16 @@ fn auto_rebind_refuses_an_unreadable_successor_and_the_live_fix_ends_the_outage(
     let refusal = r
         .timeline
         .iter()
-        .find(|m| m.what.starts_with("auto-rebind refuses"))
+        .find_map(|m| match &m.observed {
+            Some(Observed::AutoRebindRefused {
+                reason,
+                connections,
+            }) => Some((reason, connections)),
+            _ => None,
+        })
         .expect("the refusal (14373) is on the timeline");
-    assert!(
-        refusal.what.contains("key_access_denied"),
-        "{}",
-        refusal.what
-    );
+    assert_eq!(refusal.0, "key_access_denied");
+    assert_eq!(*refusal.1, sorted(&CERTIFICATE_CONNECTIONS));
     assert!(r.symptoms.clients_cannot_connect_over_tls);
     let fix = r.fix.as_ref().unwrap();
     assert!(fix.live);

@@ -3,7 +3,7 @@
 //! time in one contradicts another. Tests run it over every built-in and random scenarios.
 
 use super::timeline::hms;
-use super::{MomentKind, Report};
+use super::{FixVerdict, MomentKind, Observed, Report};
 use crate::sim::output::{junit, text};
 
 /// Every disagreement found (empty: the report agrees with itself).
@@ -47,7 +47,7 @@ pub fn disagreements(r: &Report) -> Vec<String> {
     let zero = r
         .timeline
         .iter()
-        .find(|m| m.what == "TLS connections reach zero");
+        .find(|m| m.observed == Some(Observed::TlsConnectionsReachZero));
     expect(
         zero.is_some() == s.tls_connections_reached_zero,
         "timeline zero moment vs symptom".into(),
@@ -97,12 +97,22 @@ fn fix_agrees(r: &Report, text: &str, expect: &mut impl FnMut(bool, String)) {
         "{} of {} users registered again",
         f.clients_reconnected, f.clients
     );
-    let moment = r.timeline.iter().find(|m| m.what == back);
+    let moment = r.timeline.iter().find(|m| {
+        m.observed
+            == Some(Observed::UsersRegisteredAgain {
+                reconnected: f.clients_reconnected,
+                of: f.clients,
+            })
+    });
+    expect(
+        moment.is_none_or(|m| m.what == back),
+        format!("timeline prose {back:?}"),
+    );
     expect(
         moment.map(|m| m.t) == f.reconnected_at,
         format!("timeline {back:?} at {:?}", f.reconnected_at),
     );
-    if r.verdict.contains(" FIXED:") {
+    if r.verdict_kind.fix == FixVerdict::Fixed {
         expect(r.verdict.contains(&back), "verdict count".into());
     }
     // The server's registrar agrees: within five samples after the last user came back (no

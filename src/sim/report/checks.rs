@@ -4,7 +4,7 @@
 //! and the JSON cannot disagree.
 
 use super::super::scenario::Expectations;
-use super::{Check, FixReport, Messages, Symptoms};
+use super::{Check, FixReport, FixVerdict, Messages, Seen, Symptoms, Verdict};
 
 /// Everything the checks and the verdict read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -139,11 +139,33 @@ pub fn checks(e: &Expectations, f: &Facts) -> Vec<Check> {
     .collect()
 }
 
-/// One paragraph for the incident ticket.
-pub fn verdict(f: &Facts, renewed: bool) -> String {
-    if !renewed {
-        return "NO RENEWAL: the scenario never renews the certificate, so there is nothing to reproduce.".into();
-    }
+/// What the verdict says: what the run showed, and what the fix achieved.
+pub fn verdict_kind(f: &Facts, renewed: bool) -> Verdict {
+    let s = &f.symptoms;
+    let outage = f.outage_while_running || s.tls_listener_fails_on_restart;
+    let all_four = s.im_queued_then_timed_out
+        && s.tls_connections_reached_zero
+        && s.clients_cannot_connect_over_tls
+        && s.tls_listener_fails_on_restart;
+    let seen = match (renewed, outage, all_four) {
+        (false, _, _) => Seen::NoRenewal,
+        (true, false, _) => Seen::NoOutage,
+        (true, true, true) => Seen::Reproduced,
+        (true, true, false) => Seen::Outage,
+    };
+    // Without a renewal there is nothing to fix, whatever the scenario applied.
+    let fix = match (f.fix.is_some(), f.unfixed.is_empty()) {
+        _ if seen == Seen::NoRenewal => FixVerdict::NoneNeeded,
+        (true, true) => FixVerdict::Fixed,
+        (true, false) => FixVerdict::Partial,
+        (false, true) => FixVerdict::NoneNeeded,
+        (false, false) => FixVerdict::NotFixed,
+    };
+    Verdict { seen, fix }
+}
+
+/// One paragraph for the incident ticket, rendered from the verdict's kind.
+pub fn render_verdict(v: Verdict, f: &Facts) -> String {
     let s = &f.symptoms;
     let seen: Vec<&str> = [
         (
@@ -166,20 +188,20 @@ pub fn verdict(f: &Facts, renewed: bool) -> String {
     .into_iter()
     .filter_map(|(on, what)| on.then_some(what))
     .collect();
-    let outage = f.outage_while_running || s.tls_listener_fails_on_restart;
-    let head = if !outage {
-        "NO OUTAGE: the renewal kept the service account's access and no restart used the archived reference.".to_string()
-    } else if seen.len() == 4 {
-        "KB836410 REPRODUCED: all four symptoms (".to_string() + &seen.join("; ") + ")."
-    } else {
-        format!("OUTAGE: {}.", seen.join("; "))
+    let head = match v.seen {
+        Seen::NoRenewal => {
+            return "NO RENEWAL: the scenario never renews the certificate, so there is nothing to reproduce.".into();
+        }
+        Seen::NoOutage => "NO OUTAGE: the renewal kept the service account's access and no restart used the archived reference.".to_string(),
+        Seen::Reproduced => "KB836410 REPRODUCED: all four symptoms (".to_string() + &seen.join("; ") + ").",
+        Seen::Outage => format!("OUTAGE: {}.", seen.join("; ")),
     };
-    head + &fix_sentence(f.fix.as_ref(), &f.unfixed)
+    head + &fix_sentence(v.fix, f.fix.as_ref(), &f.unfixed)
 }
 
-fn fix_sentence(fix: Option<&FixReport>, unfixed: &[String]) -> String {
-    match (fix, unfixed.is_empty()) {
-        (Some(f), true) => format!(
+fn fix_sentence(v: FixVerdict, fix: Option<&FixReport>, unfixed: &[String]) -> String {
+    match (v, fix) {
+        (FixVerdict::Fixed, Some(f)) => format!(
             " FIXED: {} {} the renewed certificate{}; every connection works, {} of {} users registered again.",
             if f.rebound.is_empty() {
                 "no connection needed".to_string()
@@ -199,13 +221,21 @@ fn fix_sentence(fix: Option<&FixReport>, unfixed: &[String]) -> String {
             f.clients_reconnected,
             f.clients
         ),
-        (Some(_), false) => format!(
+        (FixVerdict::Partial, _) => format!(
             " PARTIAL FIX: still failing: {} (they still name the archived certificate; rebind every connection that used it: TLS, mutual TLS and routes).",
             unfixed.join(", ")
         ),
-        (None, true) => String::new(),
-        (None, false) => format!(" NOT FIXED: failing at the end: {}.", unfixed.join(", ")),
+        (FixVerdict::NotFixed, _) => {
+            format!(" NOT FIXED: failing at the end: {}.", unfixed.join(", "))
+        }
+        (FixVerdict::NoneNeeded | FixVerdict::Fixed, _) => String::new(),
     }
+}
+
+#[cfg(test)]
+/// The verdict paragraph of `f` (tests).
+fn verdict(f: &Facts, renewed: bool) -> String {
+    render_verdict(verdict_kind(f, renewed), f)
 }
 
 #[cfg(test)]
@@ -373,5 +403,42 @@ mod tests {
         );
         f.fix = None;
         assert!(verdict(&f, true).ends_with(" NOT FIXED: failing at the end: mtls-5062."));
+    }
+
+    #[test]
+    fn verdict_kind_is_what_the_paragraph_says() {
+        let mut f = Facts::default();
+        let kind = |f: &Facts| verdict_kind(f, true);
+        assert_eq!(verdict_kind(&f, false).seen, Seen::NoRenewal);
+        f.fix = Some(fix(10));
+        assert_eq!(verdict_kind(&f, false).fix, FixVerdict::NoneNeeded);
+        f.fix = None;
+        assert_eq!(
+            kind(&f),
+            Verdict {
+                seen: Seen::NoOutage,
+                fix: FixVerdict::NoneNeeded
+            }
+        );
+        f.symptoms.tls_listener_fails_on_restart = true;
+        assert_eq!(kind(&f).seen, Seen::Outage);
+        f.symptoms = Symptoms {
+            im_queued_then_timed_out: true,
+            tls_connections_reached_zero: true,
+            clients_cannot_connect_over_tls: true,
+            tls_listener_fails_on_restart: true,
+        };
+        f.fix = Some(fix(10));
+        assert_eq!(
+            kind(&f),
+            Verdict {
+                seen: Seen::Reproduced,
+                fix: FixVerdict::Fixed
+            }
+        );
+        f.unfixed = vec![MTLS_ID.into()];
+        assert_eq!(kind(&f).fix, FixVerdict::Partial);
+        f.fix = None;
+        assert_eq!(kind(&f).fix, FixVerdict::NotFixed);
     }
 }

@@ -133,6 +133,84 @@ pub struct Moment {
     pub what: String,
     /// What kind of moment (the chart marks renewals, restarts, fixes and rebinds).
     pub kind: MomentKind,
+    /// For an observation, what was observed: checks and tests read this, never `what`, which
+    /// is prose rendered from it. Not serialised (the JSON report's bytes stay as they were;
+    /// `kind` and `what` are its stable fields).
+    #[serde(skip)]
+    pub observed: Option<Observed>,
+}
+
+/// What an observation on the timeline is, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Observed {
+    /// The first client that could not connect over TLS after the renewal.
+    FirstConnectFailure {
+        /// The client's typed failure, by its stable name.
+        reason: String,
+    },
+    /// The first instant message answered 408 after the renewal.
+    FirstMessageTimeout,
+    /// The sample at which the TLS connections reached zero.
+    TlsConnectionsReachZero,
+    /// Auto-rebind swapped these connections to the renewed certificate.
+    AutoRebindSwapped {
+        /// Connection and route ids.
+        connections: Vec<String>,
+    },
+    /// Auto-rebind refused the renewed certificate (event 14373), first time.
+    AutoRebindRefused {
+        /// The reason event 14373 names (`key_access_denied`, ...).
+        reason: String,
+        /// Connection and route ids it refused at that moment.
+        connections: Vec<String>,
+    },
+    /// The last user of the fix registered again.
+    UsersRegisteredAgain {
+        /// Users registered again.
+        reconnected: usize,
+        /// Users in the scenario.
+        of: usize,
+    },
+}
+
+/// What the verdict says, typed: checks read this, the `verdict` paragraph is rendered from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// What the run showed.
+    pub seen: Seen,
+    /// What the fix achieved.
+    pub fix: FixVerdict,
+}
+
+/// What a run showed, the verdict's head.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Seen {
+    /// The scenario never renews: nothing to reproduce.
+    #[default]
+    NoRenewal,
+    /// A renewal, but no outage.
+    NoOutage,
+    /// All four KB symptoms.
+    Reproduced,
+    /// An outage with some of the symptoms.
+    Outage,
+}
+
+/// What the fix achieved, the verdict's tail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FixVerdict {
+    /// No fix was applied and nothing fails at the end.
+    #[default]
+    NoneNeeded,
+    /// Fixed: every connection works.
+    Fixed,
+    /// A fix was applied, but some connections still fail.
+    Partial,
+    /// No fix, and some connections fail at the end.
+    NotFixed,
 }
 
 /// One start of the service.
@@ -176,8 +254,11 @@ pub struct Report {
     pub fix: Option<FixReport>,
     /// Connections that still fail at the end (or would at the next restart).
     pub unfixed: Vec<String>,
-    /// One paragraph for the incident ticket.
+    /// One paragraph for the incident ticket, rendered from [`Report::verdict_kind`].
     pub verdict: String,
+    /// What the verdict says, typed (not serialised: `verdict` is the JSON's field).
+    #[serde(skip)]
+    pub verdict_kind: Verdict,
     /// The scenario's expectations, checked.
     pub checks: Vec<Check>,
     /// MESSAGE totals.
@@ -231,7 +312,8 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
         unfixed: outcome.unfixed.clone(),
     };
     let timeline = timeline::build(&times, outcome, facts.fix.as_ref());
-    let verdict = checks::verdict(&facts, times.renewal.is_some());
+    let verdict_kind = checks::verdict_kind(&facts, times.renewal.is_some());
+    let verdict = checks::render_verdict(verdict_kind, &facts);
     let checks = checks::checks(&scenario.expect, &facts);
     let r = &outcome.recorder;
     let end = scenario.duration;
@@ -258,6 +340,7 @@ pub fn build(scenario: &Scenario, seed: u64, outcome: &Outcome) -> Report {
         fix: facts.fix,
         unfixed: facts.unfixed,
         verdict,
+        verdict_kind,
         checks,
         messages: facts.messages,
         connect_failures: r.failures_between(Duration::ZERO, end + Duration::from_secs(3600)),

@@ -4,7 +4,7 @@
 use super::super::record::Outcome as MsgOutcome;
 use super::super::runner::{Outcome, StartRecord};
 use super::sections::{self, Times};
-use super::{FixReport, Moment, MomentKind, secs};
+use super::{FixReport, Moment, MomentKind, Observed, secs};
 
 /// The whole timeline.
 pub fn build(times: &Times, outcome: &Outcome, fix: Option<&FixReport>) -> Vec<Moment> {
@@ -17,6 +17,7 @@ pub fn build(times: &Times, outcome: &Outcome, fix: Option<&FixReport>) -> Vec<M
                 t: secs(s.at),
                 what: s.what.clone(),
                 kind: s.kind.into(),
+                observed: None,
             };
             (m, 0)
         })
@@ -29,11 +30,12 @@ pub fn build(times: &Times, outcome: &Outcome, fix: Option<&FixReport>) -> Vec<M
     timeline.into_iter().map(|(m, _)| m).collect()
 }
 
-fn observation(t: u64, what: String) -> Moment {
+fn observation(t: u64, observed: Observed, what: String) -> Moment {
     Moment {
         t,
         what,
         kind: MomentKind::Observation,
+        observed: Some(observed),
     }
 }
 
@@ -62,6 +64,7 @@ pub fn start(s: &StartRecord) -> Moment {
         t: secs(s.at),
         what,
         kind: MomentKind::Start,
+        observed: None,
     }
 }
 
@@ -76,6 +79,9 @@ pub fn observations(times: &Times, outcome: &Outcome) -> Vec<Moment> {
     if let Some(f) = r.connect_failures.iter().find(|f| f.at >= renewed) {
         out.push(observation(
             secs(f.at),
+            Observed::FirstConnectFailure {
+                reason: f.reason.to_string(),
+            },
             format!("first client cannot connect over TLS ({})", f.reason),
         ));
     }
@@ -87,11 +93,16 @@ pub fn observations(times: &Times, outcome: &Outcome) -> Vec<Moment> {
     {
         out.push(observation(
             secs(x.done),
+            Observed::FirstMessageTimeout,
             "first instant message times out (408 after Timer F)".into(),
         ));
     }
     if let Some(t) = sections::tls_zero_at(times, outcome) {
-        out.push(observation(t, "TLS connections reach zero".into()));
+        out.push(observation(
+            t,
+            Observed::TlsConnectionsReachZero,
+            "TLS connections reach zero".into(),
+        ));
     }
     out
 }
@@ -105,6 +116,9 @@ pub fn auto_rebinds(outcome: &Outcome) -> Vec<Moment> {
         .map(|(at, connections)| {
             observation(
                 secs(*at),
+                Observed::AutoRebindSwapped {
+                    connections: connections.clone(),
+                },
                 format!(
                     "auto-rebind: the service swaps {} to the renewed certificate by itself",
                     connections.join(", ")
@@ -132,13 +146,15 @@ pub fn auto_rebinds(outcome: &Outcome) -> Vec<Moment> {
             .filter_map(|e| e.details.get("connection")?.as_str())
             .collect();
         connections.sort_unstable();
-        out.push(observation(
-            t,
-            format!(
-                "auto-rebind refuses the renewed certificate for {} ({reason}) and keeps the current one (event 14373)",
-                connections.join(", ")
-            ),
-        ));
+        let what = format!(
+            "auto-rebind refuses the renewed certificate for {} ({reason}) and keeps the current one (event 14373)",
+            connections.join(", ")
+        );
+        let observed = Observed::AutoRebindRefused {
+            reason: reason.to_owned(),
+            connections: connections.iter().map(|c| c.to_string()).collect(),
+        };
+        out.push(observation(t, observed, what));
     }
     out
 }
@@ -149,6 +165,10 @@ pub fn reconnected(fix: Option<&FixReport>) -> Option<Moment> {
     let t = f.reconnected_at?;
     Some(observation(
         t,
+        Observed::UsersRegisteredAgain {
+            reconnected: f.clients_reconnected,
+            of: f.clients,
+        },
         format!(
             "{} of {} users registered again",
             f.clients_reconnected, f.clients
