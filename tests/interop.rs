@@ -20,6 +20,7 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -184,9 +185,17 @@ fn keylog_writes_tls_secrets_in_the_format_wireshark_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = init(&tmp);
     let keylog = tmp.path().join("keys.log");
+    // A key log left world-readable by an earlier tool is narrowed too.
+    std::fs::write(&keylog, "").unwrap();
+    std::fs::set_permissions(&keylog, std::fs::Permissions::from_mode(0o644)).unwrap();
     let serve = Serve::start_with(&dir, &["--keylog", keylog.to_str().unwrap()]);
     let (ok, status, out) = s_client_options(serve.addr("tls-5061"), &dir.join("ca.pem"), SERVER);
     assert!(ok && status.as_deref() == Some("SIP/2.0 200 OK"), "{out}");
+    let mode = std::fs::metadata(&keylog).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the key log holds TLS secrets: owner only, got {mode:o}"
+    );
     let log = std::fs::read_to_string(&keylog).unwrap();
     // NSS key log format: LABEL <client random, 32 bytes hex> <secret hex>, one per line;
     // TLS 1.3 writes the handshake and traffic secrets of both sides.

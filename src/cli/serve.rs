@@ -299,12 +299,22 @@ async fn stop_signal(duration: Option<u64>) {
 struct KeyLogTo(std::sync::Mutex<std::fs::File>);
 
 impl KeyLogTo {
+    /// Opens (or creates) the key log readable by its owner only: it holds every session's
+    /// TLS secrets. A file that already existed with a wider mode is narrowed to 0600 too.
     fn open(path: &std::path::Path) -> anyhow::Result<Self> {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let f = options
             .open(path)
             .with_context(|| format!("opening key log {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making key log {} private (0600)", path.display()))?;
+        }
         Ok(Self(std::sync::Mutex::new(f)))
     }
 }
