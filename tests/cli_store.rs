@@ -680,3 +680,74 @@ fn a_renewal_cycle_in_a_hand_edited_index_is_refused() {
     let err = bad(&["fix", dir.to_str().unwrap()]);
     assert!(err.contains("cycle"), "{err}");
 }
+
+/// An edit of `index.json`, and what the refusal must say.
+type IndexCase = (Box<dyn Fn(&mut Value)>, String);
+
+/// Edits `store/index.json` as JSON.
+fn edit_index(dir: &Path, edit: impl FnOnce(&mut Value)) {
+    let index = dir.join("store/index.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&index).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&index, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// A hand-edited index that lists a certificate or a key container twice, or grants an empty
+/// principal, is refused once at load, naming the file and the value, by every command (store
+/// list used to panic on a duplicate thumbprint, and a duplicate container was merged silently).
+#[test]
+fn duplicates_and_empty_principals_in_a_hand_edited_index_are_refused_by_every_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp, &[]);
+    let d = dir.to_str().unwrap();
+    let index = dir.join("store/index.json");
+    let pristine = std::fs::read_to_string(&index).unwrap();
+    let thumb = list(&dir, false)[0]["thumbprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let duplicate = |key: &'static str| {
+        move |v: &mut Value| {
+            let first = v[key][0].clone();
+            v[key].as_array_mut().unwrap().push(first);
+        }
+    };
+    let cases: Vec<IndexCase> = vec![
+        (
+            Box::new(duplicate("certificates")),
+            format!("certificate {thumb} is listed twice"),
+        ),
+        (
+            Box::new(duplicate("key_containers")),
+            "is listed twice under `key_containers`".into(),
+        ),
+        (
+            Box::new(|v: &mut Value| {
+                v["key_containers"][0]["acl"][0]["principal"] = Value::from(" ");
+            }),
+            "empty principal".into(),
+        ),
+    ];
+    for (edit, says) in cases {
+        std::fs::write(&index, &pristine).unwrap();
+        edit_index(&dir, edit);
+        let edited = std::fs::read_to_string(&index).unwrap();
+        for args in [
+            vec!["store", "list", d],
+            vec!["doctor", d],
+            vec!["fix", d, "--dry-run"],
+            vec!["fix", d],
+        ] {
+            let err = bad(&args);
+            assert!(
+                err.contains("index.json") && err.contains(&says),
+                "{args:?}: {err}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(&index).unwrap(),
+            edited,
+            "nothing changed"
+        );
+    }
+}

@@ -409,6 +409,7 @@ impl Store {
         certs: Vec<StoredCert>,
         keys: Vec<KeyContainer>,
     ) -> Result<Self, String> {
+        check_unique(&certs, &keys)?;
         let keys: BTreeMap<String, KeyContainer> =
             keys.into_iter().map(|k| (k.name.clone(), k)).collect();
         for cert in &certs {
@@ -475,4 +476,40 @@ fn container_name(info: &CertInfo) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, &info.public_key);
     let cn = info.common_name().unwrap_or("key");
     format!("{cn}-{}", hex::encode_upper(&digest.as_ref()[..4]))
+}
+
+/// What a hand edit can break that the rest of the store assumes: each thumbprint and each key
+/// container once (a map keyed by them would otherwise drop one silently), and no ACL entry for
+/// an empty principal (`store grant` refuses one; it would match nobody).
+fn check_unique(certs: &[StoredCert], keys: &[KeyContainer]) -> Result<(), String> {
+    let mut thumbprints = std::collections::BTreeSet::new();
+    for cert in certs {
+        if !thumbprints.insert(&cert.info.thumbprint) {
+            return Err(format!(
+                "certificate {} is listed twice under `certificates`",
+                cert.info.thumbprint
+            ));
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for key in keys {
+        if !names.insert(key.name.as_str()) {
+            return Err(format!(
+                "key container `{}` is listed twice under `key_containers`",
+                key.name
+            ));
+        }
+        if key
+            .acl
+            .entries()
+            .iter()
+            .any(|a| a.principal.trim().is_empty())
+        {
+            return Err(format!(
+                "key container `{}` has an ACL entry with an empty principal",
+                key.name
+            ));
+        }
+    }
+    Ok(())
 }
