@@ -222,3 +222,39 @@ fn serve_stops_cleanly_on_sighup_and_when_its_stdout_closes() {
     assert_eq!(events(&dir, 14301).len(), 2, "the stop event");
     assert!(!ServeFile::path(&dir).exists());
 }
+
+/// `init --force` will not replace a deployment a running serve uses (it answered 503
+/// `unusable_key` afterwards): it exits 1 naming the server and changes nothing; once that
+/// server has stopped, the same command replaces the deployment.
+#[test]
+fn init_force_refuses_while_serve_holds_the_folder_and_works_after_it_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let d = dir.to_str().unwrap();
+    let config = std::fs::read_to_string(dir.join("lcs.toml")).unwrap();
+    let index = std::fs::read_to_string(dir.join("store/index.json")).unwrap();
+    let serve = Serve::start(&dir);
+    let out = lcs(&["init", d, "--force"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another `lcs-sim serve` runs") && stderr.contains("stop it first"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("lcs.toml")).unwrap(),
+        config
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("store/index.json")).unwrap(),
+        index
+    );
+    let (status, _) = serve.terminate();
+    assert_eq!(status.code(), Some(0));
+    lcs_ok(&["init", d, "--force"]);
+    assert_ne!(
+        std::fs::read_to_string(dir.join("store/index.json")).unwrap(),
+        index,
+        "replaced once no server holds it"
+    );
+}

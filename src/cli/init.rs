@@ -7,8 +7,9 @@ use clap::{Args, ValueEnum};
 use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::deployment::{Deployment, InitOptions};
 use lcs_sim::pki::KeyAlgorithm;
+use lcs_sim::server::admin;
 
-use super::CmdResult;
+use super::{CmdResult, Failure};
 
 /// Key algorithm of the server certificate.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -25,7 +26,9 @@ enum KeyArg {
 /// account read, and an lcs.toml whose TLS, mutual-TLS connections and federation route name the
 /// certificate by issuer + serial.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  lcs-sim init demo && lcs-sim store list demo")]
+#[command(
+    after_help = "Example:\n  lcs-sim init demo && lcs-sim store list demo\n\nExit codes: 0 created; 1 --force on a folder a running `lcs-sim serve` uses (it holds DIR/serve.lock: stop it first); 2 bad input, or the folder is not empty and --force was not given."
+)]
 pub struct InitArgs {
     /// The folder to create (must be empty or missing, unless --force).
     dir: PathBuf,
@@ -104,6 +107,24 @@ pub fn run(args: InitArgs) -> CmdResult {
         peer_address: args.peer_address,
         admin_port: args.admin_port,
         force: args.force,
+    };
+    // A running `serve` holds DIR/serve.lock: replacing its deployment under it would leave it
+    // serving keys that are gone. Held until init is done, so no serve starts half-way either.
+    let _serve_lock = if args.force && args.dir.join(admin::SERVE_LOCK).exists() {
+        match admin::ServeLock::acquire(&args.dir) {
+            Ok(lock) => Some(lock),
+            Err(e @ admin::ServeFileError::Locked { .. }) => {
+                return Err(Failure {
+                    code: 1,
+                    error: anyhow::anyhow!(
+                        "{e}: init --force will not replace a deployment a server is using"
+                    ),
+                });
+            }
+            Err(e) => return Err(anyhow::Error::new(e).into()),
+        }
+    } else {
+        None
     };
     let (deployment, report) = Deployment::init(&args.dir, &opts, SystemClock.now_utc())?;
     let dir = deployment.root().display();
