@@ -28,6 +28,14 @@ pub enum FileError {
         /// The parser's message, with line, column and the offending text.
         message: String,
     },
+    /// Larger than any file of this kind can sensibly be (`/dev/zero`, a log given by mistake).
+    #[error("{}: larger than {limit} bytes, the limit for this file; is it the right file?", .path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A value that cannot work.
     #[error("{}: field `{field}`: {message}", .path.display())]
     Invalid {
@@ -40,12 +48,33 @@ pub enum FileError {
     },
 }
 
-/// Reads a file as text.
+/// The largest hand-written file read (`lcs.toml`, a scenario): hundreds of times any real one.
+pub const MAX_HAND_WRITTEN: u64 = 4 * 1024 * 1024;
+
+/// Reads a hand-written file as text, at most [`MAX_HAND_WRITTEN`] bytes.
 pub fn read(path: &Path) -> Result<String, FileError> {
-    std::fs::read_to_string(path).map_err(|source| FileError::Io {
+    read_capped(path, MAX_HAND_WRITTEN)
+}
+
+/// Reads a file as text, refusing one larger than `limit` bytes without reading past it (a
+/// device such as `/dev/zero` never ends, and its metadata says nothing).
+pub fn read_capped(path: &Path, limit: u64) -> Result<String, FileError> {
+    use std::io::Read;
+    let io = |source| FileError::Io {
         path: path.into(),
         source,
-    })
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(FileError::TooLarge {
+            path: path.into(),
+            limit,
+        });
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// Parses TOML read from `path` (used in messages).

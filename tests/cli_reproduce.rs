@@ -350,3 +350,16 @@ fn bad_seed_ranges_and_shards_exit_2_saying_what_is_expected() {
         assert!(err.contains(needle), "{all:?}: {err}");
     }
 }
+
+/// A scenario "file" that never ends (`/dev/zero`) is refused at the size cap, fast, with exit 2
+/// naming it, instead of being read into memory (4.2 GB in 3 s before).
+#[test]
+fn an_endless_scenario_file_is_refused_at_the_size_cap() {
+    let out = lcs(&["reproduce", "--scenario", "/dev/zero"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero") && stderr.contains("larger than"),
+        "{stderr}"
+    );
+}

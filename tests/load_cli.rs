@@ -229,3 +229,19 @@ fn the_example_kubernetes_job_shards_the_load() {
         "pod logs carry stdout and stderr: no progress lines"
     );
 }
+
+/// `load merge /dev/zero` is refused at the size cap with exit 2 naming the file, instead of
+/// reading without limit.
+#[test]
+fn merge_refuses_an_endless_input_at_the_size_cap() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
+        .args(["load", "merge", "/dev/zero"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero") && stderr.contains("larger than"),
+        "{stderr}"
+    );
+}

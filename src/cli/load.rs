@@ -471,8 +471,8 @@ fn gates(r: &Report, max_ratio: Option<f64>, max_p99: Option<Duration>) -> CmdRe
 fn merge(args: MergeArgs) -> CmdResult {
     let mut reports = Vec::new();
     for path in &args.files {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow!("reading {}: {e}", path.display()))?;
+        // A report of a long run with its per-second rows is megabytes, never gigabytes.
+        let text = lcs_sim::input::read_capped(path, 256 * 1024 * 1024)?;
         let r: Report = serde_json::from_str(&text).map_err(|e| {
             anyhow!(
                 "{}: not a `lcs-sim load --format json` report: {e}",
