@@ -2,10 +2,11 @@
 //!
 //! KB836410 is diagnosed from the application log: a certificate replaced by auto-enrollment,
 //! then, at restart, events 14347, 14336 and 14352. The log is a JSON-lines file
-//! (`events.jsonl`) so that several processes can add to it: each entry is appended with a
-//! single `write` on a file opened for appending, which the OS never interleaves with another
-//! writer's, and a reader ignores a last line still being written. The simulation keeps the same
-//! entries in memory.
+//! (`events.jsonl`) so that several processes can add to it: each entry is appended as a whole
+//! line (one write under an exclusive lock, synced, truncated back if the write fails), so a
+//! kill or a full disk never leaves a torn line that breaks later reads. A reader that finds a
+//! damaged line anyway (a torn tail, an event glued to a fragment, a line edited by hand)
+//! reports it and reads the rest. The simulation keeps the same entries in memory.
 //!
 //! The original texts of the LCS events are not public; ours are emulated, and say so.
 
@@ -159,16 +160,57 @@ pub enum EventLogError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A complete line is not an event.
-    #[error("{}:{line}: not an event ({detail}); the log was edited by hand: remove or fix that line", .path.display())]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
+    /// A line is damaged (returned by the strict [`EventLog::read`] only).
+    #[error("{0}")]
+    Damaged(DamagedLine),
+}
+
+/// Why a line of the log is not an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// The file ends in a line without its newline: a writer died (or the disk filled) mid-line.
+    TornTail,
+    /// A torn line with a complete event glued after it (a log written before appends started
+    /// with a newline after a torn tail); the glued event is recovered and kept.
+    Glued,
+    /// A complete line that does not parse as an event (edited by hand, or damaged on disk).
+    NotAnEvent {
         /// The parser's message.
         detail: String,
     },
+}
+
+/// A line of the log that readers skip, and say so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {}", .path.display(), describe(.why))]
+pub struct DamagedLine {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong with it.
+    pub why: Damage,
+}
+
+fn describe(why: &Damage) -> String {
+    match why {
+        Damage::TornTail => "the last line is incomplete (a write was cut off); skipped".into(),
+        Damage::Glued => {
+            "a cut-off line with an event glued after it; the fragment is skipped, the event kept"
+                .into()
+        }
+        Damage::NotAnEvent { detail } => format!("not an event ({detail}); skipped"),
+    }
+}
+
+/// What a read found: every event that could be read, and the lines it skipped.
+#[derive(Debug, Default)]
+pub struct LogContents {
+    /// Events, oldest first.
+    pub events: Vec<Event>,
+    /// Skipped lines, in file order.
+    pub damaged: Vec<DamagedLine>,
 }
 
 /// An application log in a file.
@@ -188,69 +230,126 @@ impl EventLog {
         &self.path
     }
 
-    /// Appends `event` as one line, in one write, and flushes it to disk.
+    /// Appends `event` as one whole line: under an exclusive lock on the file, one write of
+    /// the line and its newline (preceded by a newline when the file ends in a torn line, so
+    /// the new event never glues onto it), then a sync. A failed write or sync truncates the
+    /// file back to its old length, so a full disk leaves no torn line behind.
     pub fn append(&self, event: &Event) -> Result<(), EventLogError> {
+        self.append_all(std::slice::from_ref(event))
+    }
+
+    /// Appends `events` (in order) as whole lines in one write, as [`append`](Self::append).
+    pub fn append_all(&self, events: &[Event]) -> Result<(), EventLogError> {
         let io = |source| EventLogError::Io {
             path: self.path.clone(),
             source,
         };
-        let mut line = serde_json::to_vec(event).expect("events serialise");
-        line.push(b'\n');
         let mut file = fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)
             .map_err(io)?;
-        file.write_all(&line).map_err(io)?;
-        file.sync_data().map_err(io)
+        file.lock().map_err(io)?;
+        let old_len = file.metadata().map_err(io)?.len();
+        let mut buf = Vec::new();
+        if old_len > 0 && !ends_in_newline(&file, old_len).map_err(io)? {
+            buf.push(b'\n');
+        }
+        for event in events {
+            serde_json::to_writer(&mut buf, event).expect("events serialise");
+            buf.push(b'\n');
+        }
+        let written = file.write_all(&buf).and_then(|()| file.sync_data());
+        if let Err(source) = written {
+            // Best effort: the truncation frees the torn bytes; its own failure is secondary.
+            let _ = file.set_len(old_len).and_then(|()| file.sync_data());
+            return Err(io(source));
+        }
+        Ok(())
     }
 
-    /// Every complete entry, oldest first. A missing file is an empty log.
+    /// Every entry, oldest first; a damaged line is an error. A missing file is an empty log.
+    /// Readers that report to a person use [`read_all`](Self::read_all) and carry on.
     pub fn read(&self) -> Result<Vec<Event>, EventLogError> {
-        let (events, mut bad) = self.read_lenient()?;
-        match bad.is_empty() {
-            true => Ok(events),
-            false => Err(bad.remove(0)),
+        let mut contents = self.read_all()?;
+        match contents.damaged.is_empty() {
+            true => Ok(contents.events),
+            false => Err(EventLogError::Damaged(contents.damaged.remove(0))),
         }
     }
 
-    /// Like [`read`](Self::read), but a line that is not an event is set aside (returned as
-    /// [`EventLogError::Corrupt`]) instead of failing the whole read: for a reader that
-    /// diagnoses (`doctor`) and must not give up on one damaged line.
-    pub fn read_lenient(&self) -> Result<(Vec<Event>, Vec<EventLogError>), EventLogError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(t) => t,
+    /// Every event that can be read, and the damaged lines set aside (torn tail, glued line,
+    /// not an event), so one damaged line never hides the rest of the log. Reads under a
+    /// shared lock, so a line still being appended is not mistaken for a torn one.
+    pub fn read_all(&self) -> Result<LogContents, EventLogError> {
+        let io = |source| EventLogError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut file = match fs::File::open(&self.path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((Vec::new(), Vec::new()));
+                return Ok(LogContents::default());
             }
-            Err(source) => {
-                return Err(EventLogError::Io {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
+            Err(source) => return Err(io(source)),
         };
-        let complete = match text.rfind('\n') {
-            Some(end) => &text[..end],
-            None => "",
+        file.lock_shared().map_err(io)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
+        Ok(self.parse(&bytes))
+    }
+
+    fn parse(&self, bytes: &[u8]) -> LogContents {
+        let mut out = LogContents::default();
+        let damaged = |line, why| DamagedLine {
+            path: self.path.clone(),
+            line,
+            why,
         };
-        let mut events = Vec::new();
-        let mut bad = Vec::new();
-        for (i, l) in complete.lines().enumerate() {
+        let text = String::from_utf8_lossy(bytes);
+        let torn = !text.is_empty() && !text.ends_with('\n');
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
             if l.trim().is_empty() {
                 continue;
             }
+            if torn && i + 1 == lines.len() {
+                out.damaged.push(damaged(i + 1, Damage::TornTail));
+                continue;
+            }
             match serde_json::from_str(l) {
-                Ok(e) => events.push(e),
-                Err(e) => bad.push(EventLogError::Corrupt {
-                    path: self.path.clone(),
-                    line: i + 1,
-                    detail: e.to_string(),
-                }),
+                Ok(e) => out.events.push(e),
+                Err(e) => match glued_event(l) {
+                    Some(e) => {
+                        out.damaged.push(damaged(i + 1, Damage::Glued));
+                        out.events.push(e);
+                    }
+                    None => out.damaged.push(damaged(
+                        i + 1,
+                        Damage::NotAnEvent {
+                            detail: e.to_string(),
+                        },
+                    )),
+                },
             }
         }
-        Ok((events, bad))
+        out
     }
+}
+
+/// Whether the byte before `len` is a newline.
+fn ends_in_newline(file: &fs::File, len: u64) -> std::io::Result<bool> {
+    let mut last = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut last, len - 1)?;
+    Ok(last[0] == b'\n')
+}
+
+/// The complete event at the end of a line that starts with a torn fragment.
+fn glued_event(line: &str) -> Option<Event> {
+    line.match_indices("{\"id\":")
+        .filter(|(at, _)| *at > 0)
+        .find_map(|(at, _)| serde_json::from_str(&line[at..]).ok())
 }
 
 #[cfg(test)]
@@ -258,35 +357,88 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    #[test]
-    fn append_then_read_ignores_partial_last_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::at(dir.path().join("events.jsonl"));
-        assert!(log.read().unwrap().is_empty());
-        let e = Event::new(
-            1001,
+    fn event(id: u32) -> Event {
+        Event::new(
+            id,
             datetime!(2026-01-01 0:00 UTC),
             Level::Information,
             "X",
             "m",
         )
-        .with("old", "AB");
-        log.append(&e).unwrap();
+        .with("old", "AB")
+    }
+
+    fn log() -> (tempfile::TempDir, EventLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::at(dir.path().join("events.jsonl"));
+        (dir, log)
+    }
+
+    fn tear(log: &EventLog) {
         fs::OpenOptions::new()
             .append(true)
             .open(log.path())
             .unwrap()
             .write_all(b"{\"id\":14")
             .unwrap();
-        assert_eq!(log.read().unwrap(), vec![e]);
     }
 
     #[test]
-    fn corrupt_line_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::at(dir.path().join("events.jsonl"));
-        fs::write(log.path(), "garbage\n").unwrap();
+    fn torn_tail_is_reported_and_the_next_append_starts_a_new_line() {
+        let (_dir, log) = log();
+        assert!(log.read().unwrap().is_empty());
+        log.append(&event(1001)).unwrap();
+        tear(&log);
+        let c = log.read_all().unwrap();
+        assert_eq!(c.events, vec![event(1001)]);
+        assert_eq!(c.damaged.len(), 1);
+        assert_eq!(
+            (c.damaged[0].line, &c.damaged[0].why),
+            (2, &Damage::TornTail)
+        );
+        log.append(&event(14352)).unwrap();
+        let c = log.read_all().unwrap();
+        assert_eq!(c.events, vec![event(1001), event(14352)]);
+        assert_eq!(c.damaged.len(), 1, "{:?}", c.damaged);
+        assert!(matches!(c.damaged[0].why, Damage::NotAnEvent { .. }));
+        assert_eq!(c.damaged[0].line, 2);
+    }
+
+    #[test]
+    fn glued_line_keeps_its_event_and_the_rest_of_the_log() {
+        let (_dir, log) = log();
+        let line = |id| serde_json::to_string(&event(id)).unwrap();
+        let text = format!("{}\n{{\"id\":14{}\n{}\n", line(1), line(2), line(3));
+        fs::write(log.path(), text).unwrap();
+        let c = log.read_all().unwrap();
+        assert_eq!(c.events, vec![event(1), event(2), event(3)]);
+        assert_eq!(c.damaged.len(), 1);
+        assert_eq!((c.damaged[0].line, &c.damaged[0].why), (2, &Damage::Glued));
+        assert!(log.read().is_err(), "the strict reader names the damage");
+    }
+
+    #[test]
+    fn corrupt_line_is_named_and_skipped() {
+        let (_dir, log) = log();
+        let e = serde_json::to_string(&event(7)).unwrap();
+        fs::write(log.path(), format!("garbage\n{e}\n")).unwrap();
         let msg = log.read().unwrap_err().to_string();
         assert!(msg.contains("events.jsonl:1:"), "{msg}");
+        assert_eq!(log.read_all().unwrap().events, vec![event(7)]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        // /dev/full accepts the open and fails every write with ENOSPC: the real failure path.
+        let log = EventLog::at("/dev/full");
+        if !Path::new("/dev/full").exists() {
+            return;
+        }
+        match log.append(&event(1)) {
+            Err(EventLogError::Io { source, .. }) => {
+                assert_eq!(source.raw_os_error(), Some(28), "{source}");
+            }
+            other => panic!("expected ENOSPC, got {other:?}"),
+        }
     }
 }

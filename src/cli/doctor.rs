@@ -80,10 +80,9 @@ pub fn run(args: DoctorArgs) -> CmdResult {
             return report(&args, &config, &findings, "the store is incomplete");
         }
     };
-    let (events, damaged) = d.event_log().read_lenient()?;
-    for e in &damaged {
-        eprintln!("warning: skipped a line of the event log: {e}");
-    }
+    let contents = d.event_log().read_all()?;
+    super::events::warn_damaged(&contents.damaged);
+    let events = contents.events;
     let trust = Trust::load(&d.ca_path())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

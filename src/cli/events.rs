@@ -26,11 +26,20 @@ pub struct EventsArgs {
     ids: Vec<u32>,
 }
 
+/// The warning `events` and `doctor` both print for each line of the log they skipped; they
+/// carry on with the rest.
+pub(super) fn warn_damaged(damaged: &[lcs_sim::eventlog::DamagedLine]) {
+    for d in damaged {
+        eprintln!("warning: skipped a damaged line of the event log: {d}");
+    }
+}
+
 pub fn run(args: EventsArgs) -> CmdResult {
     let d = Deployment::open(&args.dir)?;
-    let events: Vec<_> = d
-        .event_log()
-        .read()?
+    let contents = d.event_log().read_all()?;
+    warn_damaged(&contents.damaged);
+    let events: Vec<_> = contents
+        .events
         .into_iter()
         .filter(|e| args.ids.is_empty() || args.ids.contains(&e.id))
         .collect();
