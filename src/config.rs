@@ -154,11 +154,26 @@ impl Default for TlsSettings {
 pub struct AdminSettings {
     /// Port on 127.0.0.1 (default 5080; 0 picks a free one).
     pub port: u16,
+    /// Connections open at once (default 64); over it a new socket is closed at once, so the
+    /// admin port never takes the SIP listeners' file descriptors.
+    pub max_connections: u32,
+    /// A connection with no request byte for this long is closed (default 30,000 ms).
+    pub idle_timeout_ms: u64,
+    /// A request head must be complete this long after its first byte (default 5,000 ms).
+    pub header_timeout_ms: u64,
+    /// A request must be answered this long after its head (default 30,000 ms).
+    pub request_timeout_ms: u64,
 }
 
 impl Default for AdminSettings {
     fn default() -> Self {
-        Self { port: 5080 }
+        Self {
+            port: 5080,
+            max_connections: 64,
+            idle_timeout_ms: 30_000,
+            header_timeout_ms: 5_000,
+            request_timeout_ms: 30_000,
+        }
     }
 }
 

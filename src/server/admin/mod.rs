@@ -7,6 +7,7 @@
 //! references a rebind follows); it is live-only, the simulation calls
 //! [`ServiceHandle::rebind`] directly.
 
+mod accept;
 pub mod api;
 pub mod client;
 mod prom;
@@ -25,6 +26,7 @@ use crate::config::{CertRef, Config};
 use crate::deployment::Deployment;
 
 use super::service::{RebindTarget, ServiceHandle};
+pub use accept::AdminMetrics;
 use api::{
     BoundCert, Broken, CertsEntry, CertsReport, ConfiguredRef, ConnectionKind, Health,
     RebindRequest, RebindResponse, RebindResult, RebindStatus, SerialOnly,
@@ -40,27 +42,43 @@ pub struct AdminState {
     pub deployment: Deployment,
 }
 
+/// What the handlers read: the state and the endpoint's own connection counters.
+#[derive(Debug)]
+struct Shared {
+    state: AdminState,
+    connections: Arc<AdminMetrics>,
+}
+
 /// Binds the admin port on 127.0.0.1 (0 picks a free port).
 pub async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await
 }
 
-/// Serves the endpoint on `listener` until the task is dropped.
+/// Serves the endpoint on `listener` until the task is dropped, under the `[admin]` cap and
+/// timeouts of the running service's lcs.toml (see [`accept`]).
 pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+    let settings = state.handle.config.admin.clone();
+    let connections = Arc::new(AdminMetrics::default());
+    let router = routes(state, connections.clone());
+    accept::run(listener, router, settings, connections).await
 }
 
-/// The routes.
+/// The routes (with connection counters of their own: nothing accepts for them).
 pub fn router(state: AdminState) -> Router {
+    routes(state, Arc::default())
+}
+
+fn routes(state: AdminState, connections: Arc<AdminMetrics>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/certs", get(certs))
         .route("/rebind", post(rebind))
-        .with_state(Arc::new(state))
+        .with_state(Arc::new(Shared { state, connections }))
 }
 
-async fn healthz(State(s): State<Arc<AdminState>>) -> Response {
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let s = &shared.state;
     let health = health(&s.handle);
     let code = if health.broken.is_empty() {
         StatusCode::OK
@@ -97,8 +115,8 @@ pub fn health(handle: &ServiceHandle) -> Health {
     }
 }
 
-async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
-    let body = prom::encode(&s.handle);
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let body = prom::encode(&shared.state.handle, &shared.connections);
     (
         [(
             header::CONTENT_TYPE,
@@ -109,7 +127,8 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
         .into_response()
 }
 
-async fn certs(State(s): State<Arc<AdminState>>) -> Response {
+async fn certs(State(shared): State<Arc<Shared>>) -> Response {
+    let s = &shared.state;
     // lcs.toml is a file: read it off the async workers.
     let d = s.deployment.clone();
     let configured = tokio::task::spawn_blocking(move || d.config().ok())
@@ -211,7 +230,7 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 async fn rebind(
-    State(s): State<Arc<AdminState>>,
+    State(shared): State<Arc<Shared>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -238,6 +257,7 @@ async fn rebind(
     };
     // lcs.toml and the store are files, the refusal event a write: off the async workers.
     let answer = tokio::task::spawn_blocking(move || {
+        let s = &shared.state;
         let config = s
             .deployment
             .config()

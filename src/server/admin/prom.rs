@@ -17,6 +17,8 @@ use crate::config::Transport;
 use crate::server::reason::HandshakeFailure;
 use crate::server::service::ServiceHandle;
 
+use super::AdminMetrics;
+
 type Labels = Vec<(String, String)>;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -39,8 +41,9 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
 }
 
 /// The exposition text of `handle`'s counters now.
-pub(super) fn encode(handle: &ServiceHandle) -> String {
+pub(super) fn encode(handle: &ServiceHandle, admin: &AdminMetrics) -> String {
     let mut registry = Registry::with_prefix("lcs");
+    admin_connections(&mut registry, admin);
     listeners(&mut registry, handle);
     routes(&mut registry, handle);
     sip(&mut registry, handle);
@@ -237,5 +240,41 @@ fn sip(registry: &mut Registry, handle: &ServiceHandle) {
         "sip_responses",
         "SIP responses the server sent, by the method answered and status",
         sent,
+    );
+}
+
+fn admin_connections(registry: &mut Registry, m: &AdminMetrics) {
+    gauge(
+        registry,
+        "admin_open_connections",
+        "Admin endpoint connections open now",
+        m.open.load(Ordering::Relaxed),
+    );
+    counter(
+        registry,
+        "admin_connections_accepted",
+        "Admin endpoint connections accepted",
+        m.accepted.load(Ordering::Relaxed),
+    );
+    counter(
+        registry,
+        "admin_connections_refused",
+        "Admin endpoint connections closed at once ([admin] max_connections open)",
+        m.refused.load(Ordering::Relaxed),
+    );
+    let closed = Family::<Labels, Counter>::default();
+    for (timeout, n) in [
+        ("idle", &m.idle_timeouts),
+        ("header", &m.header_timeouts),
+        ("request", &m.request_timeouts),
+    ] {
+        closed
+            .get_or_create(&labels(&[("timeout", timeout)]))
+            .inc_by(n.load(Ordering::Relaxed));
+    }
+    registry.register(
+        "admin_connections_timed_out",
+        "Admin endpoint connections closed by a timeout, by which ([admin] *_timeout_ms)",
+        closed,
     );
 }
