@@ -1,5 +1,6 @@
 //! Every command that prints, with its standard output going to a pipe nobody reads
-//! (`lcs-sim store list demo | head -1`): it must end quietly, exit 0, and never panic.
+//! (`lcs-sim store list demo | head -1`): it must end quietly, never panic, and exit with the
+//! code it has when its output is read (the findings decide it, not the pipe).
 //!
 //! Two ways of closing: the read end closed before the command starts (every write fails at
 //! once with `EPIPE`), and a reader that takes a few bytes and goes away while a large output
@@ -47,15 +48,23 @@ fn into_closed_pipe(args: &[&str]) -> Output {
 }
 
 fn assert_quiet_exit(args: &[&str], out: &Output) {
+    assert_quiet_exit_with(args, out, 0);
+}
+
+fn assert_quiet_exit_with(args: &[&str], out: &Output, code: i32) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "lcs-sim {args:?}: {stderr}");
-    assert_eq!(out.status.code(), Some(0), "lcs-sim {args:?}: {stderr}");
+    assert_eq!(out.status.code(), Some(code), "lcs-sim {args:?}: {stderr}");
 }
 
 /// The command prints something when stdout is read (so the closed pipe is written to).
 fn prints(args: &[&str]) -> usize {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    out.stdout.len()
+    read(args).stdout.len()
+}
+
+/// The command with its output read to the end.
+fn read(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
 }
 
 fn renewed_deployment(tmp: &tempfile::TempDir, renewals: usize) -> (Deployment, String) {
@@ -109,8 +118,10 @@ fn every_command_ends_quietly_when_stdout_is_closed() {
         vec!["reproduce", "--scenario", s(&scenario), "--format", "junit"],
     ];
     for args in &read_only {
-        assert!(prints(args) > 0, "lcs-sim {args:?} prints nothing");
-        assert_quiet_exit(args, &into_closed_pipe(args));
+        let read = read(args);
+        assert!(!read.stdout.is_empty(), "lcs-sim {args:?} prints nothing");
+        let code = read.status.code().unwrap();
+        assert_quiet_exit_with(args, &into_closed_pipe(args), code);
     }
     // Commands that change something print after the change: it is made, and the closed pipe
     // then ends them quietly.
@@ -159,4 +170,35 @@ fn a_reader_that_leaves_early_ends_a_large_output_quietly() {
     drop(stdout);
     let out = child.wait_with_output().unwrap();
     assert_quiet_exit(&args, &out);
+}
+
+#[test]
+fn a_closed_pipe_keeps_the_exit_code_the_findings_decide() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d, thumb) = renewed_deployment(&tmp, 1);
+    let dir = s(d.root());
+    let revoked = Command::new(BIN)
+        .args(["store", "revoke", dir, &thumb, "RTCService"])
+        .output()
+        .unwrap();
+    assert!(revoked.status.success(), "{revoked:?}");
+    for args in [vec!["doctor", dir], vec!["doctor", dir, "--format", "json"]] {
+        let read = Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(read.status.code(), Some(1), "a broken deployment: {read:?}");
+        // `doctor DIR | head -1`: the reader goes before or after the findings are known.
+        for _ in 0..5 {
+            assert_quiet_exit_with(&args, &into_closed_pipe(&args), 1);
+            let mut child = Command::new(BIN)
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdout = child.stdout.take().unwrap();
+            let mut first = [0u8; 1];
+            stdout.read_exact(&mut first).unwrap();
+            drop(stdout);
+            assert_quiet_exit_with(&args, &child.wait_with_output().unwrap(), 1);
+        }
+    }
 }

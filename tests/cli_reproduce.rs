@@ -363,3 +363,21 @@ fn an_endless_scenario_file_is_refused_at_the_size_cap() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_output_that_cannot_be_written_exits_3_not_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = tmp.path().join("small.toml");
+    std::fs::write(&scenario, SMALL).unwrap();
+    let chart = tmp.path().join("no-such-folder").join("chart.svg");
+    let out = lcs(&[
+        "reproduce",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--svg",
+        chart.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("chart.svg"), "names the file: {stderr}");
+}

@@ -86,7 +86,8 @@ pub fn run(args: DoctorArgs) -> CmdResult {
     let trust = Trust::load(&d.ca_path())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(super::exit::runtime)?;
     let server = runtime.block_on(running::discover(d.root()));
     match &server {
         Server::Stale { reason } => {
@@ -132,7 +133,10 @@ fn report(
     server: &str,
 ) -> CmdResult {
     match args.format {
-        Format::Json => outln!("{}", serde_json::to_string_pretty(&Report { findings })?),
+        Format::Json => outln!(
+            "{}",
+            serde_json::to_string_pretty(&Report { findings }).map_err(super::exit::serialize)?
+        ),
         Format::Text => {
             let checked: Vec<&str> = config.cert_refs().map(|(id, _)| id).collect();
             print_text(findings, &checked, server);
@@ -142,7 +146,7 @@ fn report(
     let warnings = count(findings, Severity::Warning);
     if errors > 0 || (args.strict && warnings > 0) {
         return Err(Failure {
-            code: 1,
+            code: super::exit::FAILED,
             error: anyhow::anyhow!(
                 "{errors} error(s), {warnings} warning(s) in {}",
                 args.dir.display()

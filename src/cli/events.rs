@@ -44,7 +44,10 @@ pub fn run(args: EventsArgs) -> CmdResult {
         .filter(|e| args.ids.is_empty() || args.ids.contains(&e.id))
         .collect();
     match args.format {
-        Format::Json => outln!("{}", serde_json::to_string_pretty(&events)?),
+        Format::Json => outln!(
+            "{}",
+            serde_json::to_string_pretty(&events).map_err(super::exit::serialize)?
+        ),
         Format::Text => {
             if events.is_empty() {
                 outln!("No events.");

@@ -105,7 +105,7 @@ fn report_invalid(invalid: &[fix::OutsideValidity], d: &Deployment) -> CmdResult
         );
     }
     Err(Failure {
-        code: 1,
+        code: super::exit::FAILED,
         error: anyhow::anyhow!(
             "not fixed: {} use a certificate outside its validity",
             invalid
@@ -124,7 +124,7 @@ fn fix_error(e: FixOnDiskError) -> Failure {
         }
     }
     Failure {
-        code: 2,
+        code: super::exit::INPUT,
         error: e.into(),
     }
 }
@@ -159,21 +159,22 @@ fn not_asked(config: &lcs_sim::config::Config, plan: &fix::FixPlan, asked: &[Str
 fn run_live(args: &FixArgs) -> CmdResult {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(super::exit::runtime)?;
     let outcome = runtime
         .block_on(client::fix_live(&args.dir, &args.connections))
         .map_err(|e| match e {
             LiveFixError::Fix(e) => fix_error(e),
             LiveFixError::NoAnswer { .. } => Failure {
-                code: 2,
+                code: super::exit::INPUT,
                 error: e.into(),
             },
             LiveFixError::Admin { .. } => Failure {
-                code: 1,
+                code: super::exit::FAILED,
                 error: e.into(),
             },
             other => Failure {
-                code: 2,
+                code: super::exit::INPUT,
                 error: other.into(),
             },
         })?;
@@ -214,7 +215,7 @@ fn run_live(args: &FixArgs) -> CmdResult {
     }
     if outcome.refused_any() {
         return Err(Failure {
-            code: 1,
+            code: super::exit::FAILED,
             error: anyhow::anyhow!(
                 "the running server refused the swap; nothing was swapped (lcs.toml is fixed: a restart would use it)"
             ),
@@ -223,7 +224,7 @@ fn run_live(args: &FixArgs) -> CmdResult {
     let not_started = outcome.not_started();
     if !not_started.is_empty() {
         return Err(Failure {
-            code: 1,
+            code: super::exit::FAILED,
             error: anyhow::anyhow!(
                 "not fixed live: {} did not start in the running server; stop it and restart: {serve}",
                 not_started.join(", ")

@@ -82,14 +82,15 @@ pub fn run(args: InitArgs) -> CmdResult {
                 .split('.')
                 .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         if !ok {
-            return Err(anyhow::anyhow!(
+            return Err(super::Failure::input(anyhow::anyhow!(
                 "{flag} `{value}` is not a DNS name (letters, digits, '-' and dots)"
-            )
-            .into());
+            )));
         }
     }
     if args.principal.trim().is_empty() {
-        return Err(anyhow::anyhow!("--principal must name the service account").into());
+        return Err(super::Failure::input(anyhow::anyhow!(
+            "--principal must name the service account"
+        )));
     }
     let opts = InitOptions {
         domain: args.domain,
@@ -115,13 +116,13 @@ pub fn run(args: InitArgs) -> CmdResult {
             Ok(lock) => Some(lock),
             Err(e @ admin::ServeFileError::Locked { .. }) => {
                 return Err(Failure {
-                    code: 1,
+                    code: super::exit::FAILED,
                     error: anyhow::anyhow!(
                         "{e}: init --force will not replace a deployment a server is using"
                     ),
                 });
             }
-            Err(e) => return Err(anyhow::Error::new(e).into()),
+            Err(e) => return Err(e.into()),
         }
     } else {
         None

@@ -279,10 +279,9 @@ pub fn run(cmd: LoadCommand) -> CmdResult {
         }
     };
     if !options.faults.is_empty() && target.deployment.is_none() {
-        return Err(anyhow!(
+        return Err(super::Failure::input(anyhow!(
             "--at needs --deployment DIR: faults are applied to a deployment's store"
-        )
-        .into());
+        )));
     }
     let target_options = TargetOptions {
         target: target.target,
@@ -301,7 +300,8 @@ pub fn run(cmd: LoadCommand) -> CmdResult {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(super::exit::runtime)?;
     let report = runtime.block_on(async {
         let target = Target::resolve(&target_options).await?;
         let recorder = Arc::new(Recorder::new(monotonic_now()));
@@ -377,12 +377,16 @@ async fn progress(recorder: Arc<Recorder>, duration: Duration) {
 
 fn output(report: &Report, format: Format, svg: Option<&PathBuf>) -> CmdResult {
     if let Some(path) = svg {
-        let chart = load::svg::render(report).map_err(|e| anyhow!("drawing the chart: {e}"))?;
+        let chart = load::svg::render(report)
+            .map_err(|e| Failure::internal(anyhow!("drawing the chart: {e}")))?;
         lcs_sim::atomic::atomic_write(path, chart.as_bytes(), None)
-            .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+            .map_err(|e| Failure::internal(anyhow!("writing {}: {e}", path.display())))?;
     }
     match format {
-        Format::Json => outln!("{}", serde_json::to_string_pretty(report)?),
+        Format::Json => outln!(
+            "{}",
+            serde_json::to_string_pretty(report).map_err(super::exit::serialize)?
+        ),
         Format::Csv => out!("{}", report.to_csv()),
         Format::Text => out!("{}", text(report)),
     }
@@ -462,7 +466,7 @@ fn gates(r: &Report, max_ratio: Option<f64>, max_p99: Option<Duration>) -> CmdRe
         Ok(())
     } else {
         Err(Failure {
-            code: 1,
+            code: super::exit::FAILED,
             error: anyhow!("health gate failed: {}", broken.join("; ")),
         })
     }
@@ -474,10 +478,10 @@ fn merge(args: MergeArgs) -> CmdResult {
         // A report of a long run with its per-second rows is megabytes, never gigabytes.
         let text = lcs_sim::input::read_capped(path, 256 * 1024 * 1024)?;
         let r: Report = serde_json::from_str(&text).map_err(|e| {
-            anyhow!(
+            Failure::input(anyhow!(
                 "{}: not a `lcs-sim load --format json` report: {e}",
                 path.display()
-            )
+            ))
         })?;
         reports.push(r);
     }

@@ -3,6 +3,7 @@
 
 mod doctor;
 mod events;
+mod exit;
 mod fix;
 mod init;
 mod load;
@@ -17,23 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// How a command failed.
-#[derive(Debug)]
-pub struct Failure {
-    /// Exit code: 1 for a failed expectation, 2 for bad input.
-    pub code: u8,
-    /// What to tell the user.
-    pub error: anyhow::Error,
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure {
-            code: 2,
-            error: e.into(),
-        }
-    }
-}
+pub use exit::Failure;
 
 /// The result of a command.
 pub type CmdResult = Result<(), Failure>;

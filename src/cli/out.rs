@@ -2,21 +2,32 @@
 //!
 //! `println!` panics when the reader of a pipe has gone (`lcs-sim store list demo | head -1`):
 //! Rust ignores SIGPIPE, so the write fails with `BrokenPipe` and the macro turns that into a
-//! panic and exit code 101. Every command prints through [`outln!`] and [`out!`] instead, which
-//! end the process quietly with exit code 0 when the reader has gone, as ripgrep does: the reader
-//! asked for no more, which is not an error. Any other write error is reported and exits 2.
+//! panic and exit code 101. Every command prints through [`outln!`] and [`out!`] instead. When
+//! the reader has gone they print nothing more, quietly, and the command runs to its end: the
+//! reader asked for no more output, but the exit code is still the command's (`doctor DIR | head
+//! -1` on a broken deployment exits 1 every time, whichever of the two finishes first). Exiting
+//! on the spot with 0 made that code depend on a race. Any other write error is reported and
+//! exits 3 (internal: lcs-sim could not write its output).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Writes formatted text to stdout; exits quietly if the reader has gone.
+/// Set once a write found the reader gone: later writes are skipped.
+static READER_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes formatted text to stdout; writes nothing once the reader has gone.
 pub fn write(args: std::fmt::Arguments<'_>) {
+    if READER_GONE.load(Ordering::Relaxed) {
+        return;
+    }
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            READER_GONE.store(true, Ordering::Relaxed);
+            return;
         }
         eprintln!("error: writing to standard output: {e}");
-        std::process::exit(2);
+        std::process::exit(super::exit::INTERNAL.into());
     }
 }
 
@@ -27,7 +38,7 @@ pub fn try_write(args: std::fmt::Arguments<'_>) -> bool {
     stdout.write_fmt(args).and_then(|()| stdout.flush()).is_ok()
 }
 
-/// Like `println!`, but a closed pipe ends the process quietly (exit 0) instead of panicking.
+/// Like `println!`, but a closed pipe silences it instead of panicking.
 macro_rules! outln {
     () => {
         $crate::cli::out::write(format_args!("\n"))
@@ -37,7 +48,7 @@ macro_rules! outln {
     };
 }
 
-/// Like `print!`, but a closed pipe ends the process quietly (exit 0) instead of panicking.
+/// Like `print!`, but a closed pipe silences it instead of panicking.
 macro_rules! out {
     ($($arg:tt)*) => {
         $crate::cli::out::write(format_args!($($arg)*))

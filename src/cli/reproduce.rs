@@ -71,10 +71,9 @@ pub fn run(args: ReproduceArgs) -> CmdResult {
             ReportFormat::Text => false,
             ReportFormat::Json => true,
             ReportFormat::Junit => {
-                return Err(anyhow::anyhow!(
+                return Err(super::Failure::input(anyhow::anyhow!(
                     "--format junit reports one seed; with --seeds use text or json"
-                )
-                .into());
+                )));
             }
         };
         let options = super::sweep::SweepOptions {
@@ -90,20 +89,24 @@ pub fn run(args: ReproduceArgs) -> CmdResult {
     let mut report = sim::run(&scenario, seed)?;
     report.source.clone_from(&args.scenario);
     if let Some(path) = &args.svg {
-        let chart = svg::render(&report).map_err(|e| anyhow::anyhow!("drawing the chart: {e}"))?;
+        let chart = svg::render(&report)
+            .map_err(|e| Failure::internal(anyhow::anyhow!("drawing the chart: {e}")))?;
         lcs_sim::atomic::atomic_write(path, chart.as_bytes(), None)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            .map_err(|e| Failure::internal(anyhow::anyhow!("writing {}: {e}", path.display())))?;
     }
     match args.format {
         ReportFormat::Text => out!("{}", text::render(&report)),
-        ReportFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
+        ReportFormat::Json => outln!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(super::exit::serialize)?
+        ),
         ReportFormat::Junit => out!("{}", junit::render(&report)),
     }
     if report.passed() {
         Ok(())
     } else {
         Err(Failure {
-            code: 1,
+            code: super::exit::FAILED,
             error: anyhow::anyhow!(
                 "scenario {} (seed {seed}): {} expectation(s) failed",
                 report.scenario,

@@ -85,17 +85,17 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> CmdResult {
     let d = Deployment::open(&args.dir)?;
     let config = d.config()?;
-    let key_log = key_log(&args)?;
+    let key_log = key_log(&args).map_err(Failure::input)?;
     // Held until `run` returns (or the process dies): a second serve cannot start, even at
     // the same moment, and serve.json is written and removed under it.
     let _lock = ServeLock::acquire(d.root()).map_err(|e| Failure {
-        code: 1,
+        code: super::exit::FAILED,
         error: e.into(),
     })?;
     match ServeFile::read(d.root()) {
         Ok(Some(other)) => {
             return Err(Failure {
-                code: 1,
+                code: super::exit::FAILED,
                 error: anyhow::anyhow!(
                     "{} names a running `lcs-sim serve` (pid {}, admin http://{}) that does not hold {}; stop it first",
                     ServeFile::path(d.root()).display(),
@@ -110,7 +110,8 @@ pub fn run(args: ServeArgs) -> CmdResult {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(super::exit::runtime)?;
     runtime.block_on(serve(args, d, config, key_log))
 }
 
@@ -132,14 +133,16 @@ async fn serve(
     key_log: Option<Arc<dyn rustls::KeyLog>>,
 ) -> CmdResult {
     let admin_listener = admin::bind(config.admin.port).await.map_err(|e| Failure {
-        code: 1,
+        code: super::exit::FAILED,
         error: anyhow::anyhow!(
             "cannot listen on the admin port 127.0.0.1:{} ([admin] port in {}): {e}; is another serve running?",
             config.admin.port,
             d.config_path().display()
         ),
     })?;
-    let admin_addr = admin_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| {
+        Failure::internal(anyhow::Error::new(e).context("the admin listener's address"))
+    })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let options = ServiceOptions {
         key_log,
@@ -167,7 +170,7 @@ async fn serve(
     if args.require_all && !running.failed.is_empty() {
         live.stop().await;
         return Err(Failure {
-            code: 1,
+            code: super::exit::FAILED,
             error: anyhow::anyhow!("--require-all: not every listener and route started"),
         });
     }
@@ -180,7 +183,10 @@ async fn serve(
         pid: std::process::id(),
         admin: admin_addr,
         started_at: clock.now_utc(),
-        deployment: d.root().canonicalize()?,
+        deployment: d
+            .root()
+            .canonicalize()
+            .map_err(|e| Failure::io(&e, anyhow::anyhow!("{}: {e}", d.root().display())))?,
     }
     .write(d.root())?;
     say!("Ctrl-C or SIGTERM stops.");

@@ -197,10 +197,9 @@ fn open(dir: &Path) -> Result<Deployment, super::Failure> {
 fn check_principal(d: &Deployment, a: &AclArgs) -> CmdResult {
     let principal = a.principal.as_str();
     if principal.trim().is_empty() || principal.chars().any(char::is_control) {
-        return Err(anyhow::anyhow!(
+        return Err(super::Failure::input(anyhow::anyhow!(
             "the principal must be an account or group name, e.g. RTCService; got {principal:?}; nothing was changed"
-        )
-        .into());
+        )));
     }
     if a.new_principal {
         return Ok(());
@@ -223,12 +222,11 @@ fn check_principal(d: &Deployment, a: &AclArgs) -> CmdResult {
         Some(c) => format!("the service principal ({})", c.service.principal),
         None => "the service principal (lcs.toml cannot be read)".to_string(),
     };
-    Err(anyhow::anyhow!(
+    Err(super::Failure::input(anyhow::anyhow!(
         "unknown principal `{principal}`: it is not SYSTEM, Administrators, {service} or on any key's ACL \
          (known: {}); check the spelling, or pass --new-principal to add a new account; nothing was changed",
         known.join(", ")
-    )
-    .into())
+    )))
 }
 
 /// The configuration, if it can be read; store commands still work without it.
@@ -252,7 +250,10 @@ fn list(dir: &Path, all: bool, format: Format) -> CmdResult {
         .map(|c| CertView::new(c, &store, config.as_ref(), now))
         .collect();
     match format {
-        Format::Json => outln!("{}", serde_json::to_string_pretty(&views)?),
+        Format::Json => outln!(
+            "{}",
+            serde_json::to_string_pretty(&views).map_err(super::exit::serialize)?
+        ),
         Format::Text => {
             if views.is_empty() {
                 outln!("No certificates{}.", if all { "" } else { " (try --all)" });
@@ -280,7 +281,10 @@ fn show(dir: &Path, thumbprint: &str, format: Format) -> CmdResult {
         SystemClock.now_utc(),
     );
     match format {
-        Format::Json => outln!("{}", serde_json::to_string_pretty(&view)?),
+        Format::Json => outln!(
+            "{}",
+            serde_json::to_string_pretty(&view).map_err(super::exit::serialize)?
+        ),
         Format::Text => out!("{}", view.to_text(true)),
     }
     Ok(())

@@ -86,7 +86,10 @@ pub fn run(scenario: &Scenario, o: &SweepOptions) -> CmdResult {
                 .collect(),
             wall_s: (wall.as_secs_f64() * 1000.0).round() / 1000.0,
         };
-        outln!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&summary).map_err(super::exit::serialize)?
+        );
     } else {
         text(scenario, o, &results, threads, wall);
     }
@@ -94,7 +97,7 @@ pub fn run(scenario: &Scenario, o: &SweepOptions) -> CmdResult {
         Ok(())
     } else {
         Err(Failure {
-            code: 1,
+            code: super::exit::FAILED,
             error: anyhow::anyhow!(
                 "scenario {}: {} of {} seeds failed",
                 scenario.name,
