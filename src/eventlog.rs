@@ -195,12 +195,12 @@ pub struct DamagedLine {
 
 fn describe(why: &Damage) -> String {
     match why {
-        Damage::TornTail => "the last line is incomplete (a write was cut off); skipped".into(),
+        Damage::TornTail => "the last line is incomplete (a write was cut off)".into(),
         Damage::Glued => {
             "a cut-off line with an event glued after it; the fragment is skipped, the event kept"
                 .into()
         }
-        Damage::NotAnEvent { detail } => format!("not an event ({detail}); skipped"),
+        Damage::NotAnEvent { detail } => format!("not an event ({detail})"),
     }
 }
 

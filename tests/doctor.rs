@@ -554,7 +554,8 @@ fn a_damaged_event_log_line_is_skipped_with_a_warning_not_a_failure() {
         "findings, not bad input: {stderr}"
     );
     assert!(
-        stderr.contains("warning: skipped a line of the event log") && stderr.contains("line 1"),
+        stderr.contains("warning: skipped a damaged line of the event log")
+            && stderr.contains("events.jsonl:1: not an event"),
         "{stderr}"
     );
     // The renewal event after the damaged line still informs the finding.
