@@ -14,6 +14,8 @@
 //! - [`Request`], [`Response`], [`Message`] and their serialisation, [`parse_message`];
 //! - [`Framer`]: Content-Length framing and CRLF keep-alives on TCP/TLS streams;
 //! - [`UserAgent`]: building client requests (emulated Messenger users, the federation peer);
+//! - [`Agent`] (in [`ua`]): the client side, sans-IO — response matching, transaction
+//!   timeouts and REGISTER refresh for the shells that emulate users;
 //! - [`Proxy`]: the registrar and stateful proxy for the shell to drive, set up by
 //!   [`ProxyConfig`].
 //!
@@ -22,7 +24,6 @@
 //! dialogs (answered 405).
 
 mod actions;
-mod builder;
 mod config;
 mod framer;
 pub(crate) mod header;
@@ -35,10 +36,10 @@ mod registrar;
 mod timeouts;
 mod timers;
 pub(crate) mod transaction;
+pub mod ua;
 pub(crate) mod uri;
 
 pub use actions::{Action, BindingRemoval, ConnId, ConnKind, Event, Payload, Transport};
-pub use builder::{RequestIds, UserAgent};
 pub use config::{ProxyConfig, RouteId, StaticRoute};
 pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, Frame, FrameError, Framer, PING, PONG};
 pub use header::{
@@ -49,6 +50,9 @@ pub use method::{Method, MethodCounts};
 pub use names::canonical_name;
 pub use parse::{ParseError, parse_message};
 pub use proxy::{Proxy, ProxyStats};
+pub use ua::{
+    Agent, AgentConfig, AgentError, AgentEvent, Output, RequestId, RequestIds, UserAgent,
+};
 pub use uri::{Uri, UriError};
 
 #[cfg(test)]

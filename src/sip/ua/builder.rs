@@ -4,12 +4,12 @@
 //! [`UserAgent`] holds who the client is and where its Via says it is; every request takes a
 //! [`RequestIds`] so that randomness (Call-ID, tags, branches) stays with the caller, whose RNG
 //! is seeded: the same seed then produces the same requests. Responses to received requests
-//! are built with [`Response::for_request`](super::Response::for_request).
+//! are built with [`Response::for_request`](crate::sip::Response::for_request).
 
-use super::header::{BRANCH_COOKIE, NameAddr, Via};
-use super::message::Request;
-use super::method::Method;
-use super::uri::Uri;
+use crate::sip::header::{BRANCH_COOKIE, NameAddr, Via};
+use crate::sip::message::Request;
+use crate::sip::method::Method;
+use crate::sip::uri::Uri;
 
 /// The identifiers of one new client transaction. Fresh per request (the Call-ID and From tag
 /// may be reused by a client that wants REGISTER refreshes to share a Call-ID, as RFC 3261
