@@ -411,7 +411,7 @@ impl Serve {
             c.admin.port = 0;
         });
         let child = Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
-            .args(["serve", dir(d), "--quiet", "--store-poll-ms", "20"])
+            .args(["serve", dir(d), "--quiet", "--store-poll", "20ms"])
             // A safety net should the test process die without dropping us.
             .args(["--duration", "120"])
             .stdin(std::process::Stdio::null())

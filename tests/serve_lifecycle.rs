@@ -258,3 +258,70 @@ fn init_force_refuses_while_serve_holds_the_folder_and_works_after_it_stops() {
         "replaced once no server holds it"
     );
 }
+
+#[test]
+fn a_taken_admin_port_says_how_to_choose_another_and_admin_port_overrides_it_for_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut config = Config::load(&dir.join("lcs.toml")).unwrap();
+    config.admin.port = port;
+    config.save(&dir.join("lcs.toml")).unwrap();
+
+    let out = lcs(&["serve", dir.to_str().unwrap(), "--duration", "30s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(stderr.contains("[admin] port in"), "{stderr}");
+    assert!(stderr.contains("--admin-port PORT"), "{stderr}");
+
+    // The flag wins over lcs.toml for this run only: 0 picks a free port, which the banner
+    // shows, and a duration with a unit stops it.
+    let out = lcs(&[
+        "serve",
+        dir.to_str().unwrap(),
+        "--admin-port",
+        "0",
+        "--duration",
+        "1s",
+        "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = stdout
+        .split("admin      http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no admin line: {stdout}"));
+    assert!(admin.starts_with("127.0.0.1:"), "{admin}");
+    assert_ne!(admin, format!("127.0.0.1:{port}"));
+    assert_eq!(
+        Config::load(&dir.join("lcs.toml")).unwrap().admin.port,
+        port,
+        "lcs.toml is left as it was"
+    );
+    drop(taken);
+}
+
+#[test]
+fn serve_durations_take_the_same_syntax_as_load_and_refuse_zero_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init(&tmp);
+    for (flag, bad) in [
+        ("--duration", "0"),
+        ("--status-interval", "soon"),
+        ("--store-poll", "1ms"),
+    ] {
+        let out = lcs(&["serve", dir.to_str().unwrap(), flag, bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {bad}: {stderr}");
+        assert!(stderr.contains(&format!("`{bad}`")), "{stderr}");
+    }
+    assert!(!ServeFile::path(&dir).exists(), "refused before starting");
+}

@@ -19,6 +19,7 @@ use lcs_sim::load::{
     TlsVersions, conn::Timeouts,
 };
 
+use super::args::positive_duration;
 use super::out::{out, outln};
 use super::{CmdResult, Failure};
 
@@ -203,15 +204,6 @@ pub struct MergeArgs {
     /// Also draw the merged run to this SVG file.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
-}
-
-fn positive_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration such as 10s, 500ms or 2m: {e}"))?;
-    if d.is_zero() {
-        return Err(format!("`{s}`: must be longer than zero"));
-    }
-    Ok(d)
 }
 
 fn positive_rate(s: &str) -> Result<f64, String> {

@@ -1,6 +1,7 @@
 //! Subcommands, one file each. Each parses its flags (clap), turns them into validated options,
 //! and runs; errors come back as [`Failure`] with the exit code they deserve.
 
+mod args;
 mod doctor;
 mod events;
 mod exit;

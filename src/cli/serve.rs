@@ -13,6 +13,7 @@ use lcs_sim::eventlog::{Event, ids};
 use lcs_sim::server::admin::{self, ServeFile, ServeLock};
 use lcs_sim::server::{self, ServiceOptions};
 
+use super::args::{duration_between, positive_duration};
 use super::{CmdResult, Failure};
 
 /// Set when standard output has gone (`serve D | head -3`): `serve` stops printing and shuts
@@ -61,16 +62,18 @@ pub struct ServeArgs {
     /// No periodic status line.
     #[arg(long)]
     quiet: bool,
-    /// Seconds between status lines.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    status_interval: u64,
-    /// How often to look for store changes made by other processes, in milliseconds.
-    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
-    store_poll_ms: u64,
-    /// Stop by itself after SECONDS (for scripts and tests); otherwise run until Ctrl-C or
-    /// SIGTERM.
-    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
-    duration: Option<u64>,
+    /// Time between status lines (e.g. 10s, 1m; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
+    status_interval: Duration,
+    /// How often to look for store changes made by other processes (10ms ..= 1m).
+    #[arg(long, value_name = "DURATION", default_value = "250ms",
+          value_parser = duration_between(Duration::from_millis(10), Duration::from_secs(60)))]
+    store_poll: Duration,
+    /// Stop by itself after DURATION (e.g. 2s, 5m; a bare number is seconds; at most a year),
+    /// for scripts and tests; otherwise run until Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "DURATION",
+          value_parser = duration_between(Duration::from_secs(1), Duration::from_secs(31_536_000)))]
+    duration: Option<Duration>,
     /// Exit 1 at once if any listener or route fails to start (default: serve with what
     /// started, as LCS did, say so, and answer /healthz with 503).
     #[arg(long)]
@@ -80,6 +83,11 @@ pub struct ServeArgs {
     /// (KB836410: its key is unreadable) is kept out, with a warning event naming the remedy.
     #[arg(long)]
     auto_rebind: bool,
+    /// Port on 127.0.0.1 for the admin endpoint, instead of [admin] port in lcs.toml (0 picks a
+    /// free one; serve.json and the startup lines say which, and `fix --live`, `doctor` and
+    /// `load` find it there).
+    #[arg(long, value_name = "PORT")]
+    admin_port: Option<u16>,
 }
 
 pub fn run(args: ServeArgs) -> CmdResult {
@@ -129,15 +137,23 @@ fn key_log(args: &ServeArgs) -> anyhow::Result<Option<Arc<dyn rustls::KeyLog>>> 
 async fn serve(
     args: ServeArgs,
     d: Deployment,
-    config: lcs_sim::config::Config,
+    mut config: lcs_sim::config::Config,
     key_log: Option<Arc<dyn rustls::KeyLog>>,
 ) -> CmdResult {
+    let from = match args.admin_port {
+        Some(port) => {
+            config.admin.port = port;
+            "--admin-port".to_string()
+        }
+        None => format!("[admin] port in {}", d.config_path().display()),
+    };
     let admin_listener = admin::bind(config.admin.port).await.map_err(|e| Failure {
         code: super::exit::FAILED,
         error: anyhow::anyhow!(
-            "cannot listen on the admin port 127.0.0.1:{} ([admin] port in {}): {e}; is another serve running?",
+            "cannot listen on the admin port 127.0.0.1:{} ({from}): {e}; \
+             if another program holds it, choose another port with --admin-port PORT \
+             (0 picks a free one) or set [admin] port in lcs.toml",
             config.admin.port,
-            d.config_path().display()
         ),
     })?;
     let admin_addr = admin_listener.local_addr().map_err(|e| {
@@ -154,7 +170,7 @@ async fn serve(
         })),
         ..ServiceOptions::default()
     };
-    let poll = Duration::from_millis(args.store_poll_ms);
+    let poll = args.store_poll;
     let live = server::live::serve(&d, clock.clone(), options, poll).await?;
     let running = &live.running;
     banner(
@@ -192,7 +208,7 @@ async fn serve(
     say!("Ctrl-C or SIGTERM stops.");
     let metrics = running.metrics.clone();
     let status = async {
-        let mut tick = tokio::time::interval(Duration::from_secs(args.status_interval));
+        let mut tick = tokio::time::interval(args.status_interval);
         tick.tick().await;
         loop {
             tick.tick().await;
@@ -281,14 +297,14 @@ async fn signal(kind: tokio::signal::unix::SignalKind) {
     }
 }
 
-/// Resolves on Ctrl-C, SIGTERM, SIGHUP (the terminal closed), or after `duration` seconds.
-async fn stop_signal(duration: Option<u64>) {
+/// Resolves on Ctrl-C, SIGTERM, SIGHUP (the terminal closed), or after `duration`.
+async fn stop_signal(duration: Option<Duration>) {
     use tokio::signal::unix::SignalKind;
     let term = signal(SignalKind::terminate());
     let hangup = signal(SignalKind::hangup());
     let timer = async {
         match duration {
-            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            Some(d) => tokio::time::sleep(d).await,
             None => std::future::pending().await,
         }
     };

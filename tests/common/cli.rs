@@ -163,7 +163,7 @@ impl Serve {
             .args(extra)
             // A safety net should the test process die without dropping us; picks up
             // `store renew` from the other process within 20 ms.
-            .args(["--duration", "120", "--store-poll-ms", "20"])
+            .args(["--duration", "120", "--store-poll", "20ms"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
