@@ -29,7 +29,7 @@ use crate::certcheck::{self, Need, Problem, Usage};
 use crate::config::{CertRef, Config};
 use crate::eventlog::{Event, ids};
 use crate::pki::{Serial, Thumbprint};
-use crate::server::admin::api::CertsEntry;
+use crate::server::admin::api::{CertsEntry, ConnectionState};
 use crate::store::{Store, StoredCert};
 pub use missing::missing_keys;
 use running::RunningCerts;
@@ -523,7 +523,7 @@ fn running_findings(
     let Some(conn) = running.connections.iter().find(|c| c.id == id) else {
         return Vec::new();
     };
-    if conn.state == "not_started" {
+    if conn.state == ConnectionState::NotStarted {
         return vec![not_started(inputs, running, conn)];
     }
     let Some(bound) = &conn.bound else {
@@ -559,8 +559,7 @@ fn running_findings(
     if conn.key_opens == Some(false) {
         let why = conn
             .key_error
-            .as_deref()
-            .map_or(String::new(), |e| format!(": {e}"));
+            .map_or(String::new(), |e| format!(": {}", e.name()));
         out.push(Finding {
             severity: Severity::Error,
             code: Code::KeyUnreadable,
@@ -580,8 +579,7 @@ fn running_findings(
 fn not_started(inputs: &Inputs<'_>, running: &RunningCerts, conn: &CertsEntry) -> Finding {
     let why = conn
         .start_error
-        .as_deref()
-        .map_or(String::new(), |e| format!(" ({e})"));
+        .map_or(String::new(), |e| format!(" ({})", e.name()));
     Finding {
         severity: Severity::Error,
         code: Code::NotStarted,

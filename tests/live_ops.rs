@@ -173,7 +173,8 @@ fn post_rebind_to_an_unreadable_key_is_409_and_changes_nothing() {
     config.certificate_mut("tls-5061").unwrap().serial = serial.clone().try_into().unwrap();
     config.save(&dir.join("lcs.toml")).unwrap();
 
-    let (code, body) = curl(
+    let (code, body) = curl_admin(
+        &dir,
         "POST",
         &url(&serve, "/rebind"),
         Some(r#"{"connections": ["tls-5061"]}"#),
@@ -203,7 +204,13 @@ fn post_rebind_to_an_unreadable_key_is_409_and_changes_nothing() {
     assert_eq!(events(&dir, 14372).len(), 1);
     // A bad body is a 400, not a rebind.
     assert_eq!(
-        curl("POST", &url(&serve, "/rebind"), Some("{\"connection\": 1}")).0,
+        curl_admin(
+            &dir,
+            "POST",
+            &url(&serve, "/rebind"),
+            Some("{\"connection\": 1}")
+        )
+        .0,
         400
     );
 }
@@ -218,7 +225,7 @@ fn post_rebind_rejects_bad_input_with_400_and_reports_every_connection_it_was_as
     let d = dir.to_str().unwrap();
     let serve = Serve::start(&dir);
     let rebind = url(&serve, "/rebind");
-    let post = |body: &str| curl("POST", &rebind, Some(body));
+    let post = |body: &str| curl_admin(&dir, "POST", &rebind, Some(body));
     let (code, body) = post(r#"{"connections": ["nope"]}"#);
     assert_eq!(code, 400, "{body}");
     assert!(
@@ -298,7 +305,7 @@ fn post_rebind_rejects_bad_input_with_400_and_reports_every_connection_it_was_as
         body.contains("key_access_denied") && !body.contains("unchanged"),
         "{body}"
     );
-    let (code, body) = curl("POST", &rebind, None);
+    let (code, body) = curl_admin(&dir, "POST", &rebind, None);
     assert_eq!(code, 409, "{body}");
     let (_, metrics) = curl("GET", &url(&serve, "/metrics"), None);
     assert_eq!(
@@ -372,7 +379,7 @@ fn fix_live_and_doctor_report_a_connection_that_did_not_start_instead_of_claimin
     );
 
     // Nothing to swap: the connection that did not start is reported, not skipped.
-    let (code, body) = curl("POST", &url(&serve, "/rebind"), None);
+    let (code, body) = curl_admin(&dir, "POST", &url(&serve, "/rebind"), None);
     assert_eq!(code, 200, "{body}");
     let results = json(&body)["results"].clone();
     let mtls = results

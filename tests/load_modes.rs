@@ -52,9 +52,11 @@ async fn start_admin(d: &Deployment, live: &Live) -> tokio::task::JoinHandle<std
     use lcs_sim::server::admin;
     let listener = admin::bind(0).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let token = admin::Token::generate();
     let state = admin::AdminState {
         handle: live.running.handle(),
         deployment: d.clone(),
+        token: token.clone(),
     };
     let task = tokio::spawn(admin::serve(listener, state));
     admin::ServeFile {
@@ -62,6 +64,7 @@ async fn start_admin(d: &Deployment, live: &Live) -> tokio::task::JoinHandle<std
         admin: addr,
         started_at: lcs_sim::clock::Clock::now_utc(&lcs_sim::clock::SystemClock),
         deployment: d.root().canonicalize().unwrap(),
+        token,
     }
     .write(d.root())
     .unwrap();

@@ -190,9 +190,11 @@ async fn serve(
             error: anyhow::anyhow!("--require-all: not every listener and route started"),
         });
     }
+    let token = admin::Token::generate();
     let state = admin::AdminState {
         handle: running.handle(),
         deployment: d.clone(),
+        token: token.clone(),
     };
     let admin_task = tokio::spawn(admin::serve(admin_listener, state));
     ServeFile {
@@ -203,6 +205,7 @@ async fn serve(
             .root()
             .canonicalize()
             .map_err(|e| Failure::io(&e, anyhow::anyhow!("{}: {e}", d.root().display())))?,
+        token,
     }
     .write(d.root())?;
     say!("Ctrl-C or SIGTERM stops.");

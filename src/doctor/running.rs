@@ -75,7 +75,7 @@ pub async fn discover(dir: &Path) -> Server {
             };
         }
     };
-    let answer = client::call_within(TIMEOUT, file.admin, Method::GET, "/certs", Vec::new()).await;
+    let answer = client::call_within(TIMEOUT, &file, Method::GET, "/certs", Vec::new()).await;
     let stale = |why: String| Server::Stale {
         reason: format!("pid {} on {}: {why}", file.pid, file.admin),
     };

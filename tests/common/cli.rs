@@ -235,10 +235,45 @@ impl Serve {
 
 /// `curl` (a real HTTP client): the status code and the body.
 pub fn curl(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    curl_headers(method, url, body, &[])
+}
+
+/// [`curl`] as `fix --live` asks: `Content-Type: application/json` (even without a body) and the
+/// run's bearer token from `DIR/serve.json`, which state-changing admin requests need.
+pub fn curl_admin(dir: &Path, method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    let file = lcs_sim::server::admin::ServeFile::read(dir)
+        .unwrap()
+        .expect("serve runs");
+    let bearer = format!("Authorization: Bearer {}", file.token.as_str());
+    curl_headers(
+        method,
+        url,
+        body,
+        &["Content-Type: application/json", &bearer],
+    )
+}
+
+/// [`curl`] with extra `headers` (`Name: value`); a body is sent as JSON unless they name
+/// another `Content-Type`.
+pub fn curl_headers(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    headers: &[&str],
+) -> (u16, String) {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-S", "-X", method, "-w", "\n%{http_code}", url]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
     if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data", b]);
+        let typed = headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("content-type:"));
+        if !typed {
+            cmd.args(["-H", "Content-Type: application/json"]);
+        }
+        cmd.args(["--data", b]);
     }
     let out = cmd.output().expect("curl runs");
     assert!(

@@ -37,6 +37,8 @@ pub struct AdminMetrics {
     pub header_timeouts: AtomicU64,
     /// Connections closed: a request not answered within the request timeout.
     pub request_timeouts: AtomicU64,
+    /// Requests refused by the guard, indexed by [`super::guard::Refusal`].
+    pub refused_requests: [AtomicU64; 4],
 }
 
 const IDLE: u8 = 0;

@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Transport;
+use crate::server::credentials::CredentialError;
+use crate::server::service::StartCause;
+
 /// `GET /certs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertsReport {
@@ -28,7 +32,7 @@ pub struct CertsEntry {
     /// Listener or route.
     pub kind: ConnectionKind,
     /// `tcp`, `tls` or `mtls`.
-    pub transport: String,
+    pub transport: Transport,
     /// The bound port (listeners).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
@@ -36,19 +40,109 @@ pub struct CertsEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_hop: Option<String>,
     /// `listening` or `ready` (a route that can dial), or `not_started`.
-    pub state: String,
+    pub state: ConnectionState,
     /// The certificate bound now (none for TCP or a connection that did not start).
     pub bound: Option<BoundCert>,
     /// Whether the bound key opens as the service principal right now; `null` when nothing is
     /// bound (a TCP listener, or a connection that did not start).
     pub key_opens: Option<bool>,
     /// Why it does not (`key_access_denied`, ...).
-    pub key_error: Option<String>,
+    pub key_error: Option<KeyError>,
     /// Why it did not start (`state: not_started`): `address_in_use`, `certificate_not_found`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_error: Option<String>,
+    pub start_error: Option<StartError>,
     /// The reference in lcs.toml, when it differs from the bound certificate.
     pub configured: Option<ConfiguredRef>,
+}
+
+/// Whether a connection runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// A listener that accepts.
+    Listening,
+    /// A route that can dial.
+    Ready,
+    /// It did not start (see `start_error`).
+    NotStarted,
+}
+
+/// Why a credential's key does not open now: [`CredentialError::reason`]'s names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyError {
+    /// No active certificate has the reference.
+    CertificateNotFound,
+    /// The service principal may not open the key.
+    KeyAccessDenied,
+    /// The key opens but cannot sign.
+    UnusableKey,
+}
+
+impl KeyError {
+    /// The stable name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyError::CertificateNotFound => "certificate_not_found",
+            KeyError::KeyAccessDenied => "key_access_denied",
+            KeyError::UnusableKey => "unusable_key",
+        }
+    }
+}
+
+impl From<&CredentialError> for KeyError {
+    fn from(e: &CredentialError) -> Self {
+        match e {
+            CredentialError::NotFound { .. } => KeyError::CertificateNotFound,
+            CredentialError::KeyAccessDenied { .. } => KeyError::KeyAccessDenied,
+            CredentialError::UnusableKey { .. } => KeyError::UnusableKey,
+        }
+    }
+}
+
+/// Why a connection did not start: [`StartCause::reason`]'s names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartError {
+    /// No active certificate has the reference.
+    CertificateNotFound,
+    /// The service principal may not open the key.
+    KeyAccessDenied,
+    /// The key opens but cannot sign.
+    UnusableKey,
+    /// Its port is taken.
+    AddressInUse,
+    /// Its port could not be bound for another reason.
+    BindFailed,
+}
+
+impl StartError {
+    /// The stable name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            StartError::CertificateNotFound => KeyError::CertificateNotFound.name(),
+            StartError::KeyAccessDenied => KeyError::KeyAccessDenied.name(),
+            StartError::UnusableKey => KeyError::UnusableKey.name(),
+            StartError::AddressInUse => "address_in_use",
+            StartError::BindFailed => "bind_failed",
+        }
+    }
+}
+
+impl From<&StartCause> for StartError {
+    fn from(cause: &StartCause) -> Self {
+        match cause {
+            StartCause::Credential(e) => match KeyError::from(e) {
+                KeyError::CertificateNotFound => StartError::CertificateNotFound,
+                KeyError::KeyAccessDenied => StartError::KeyAccessDenied,
+                KeyError::UnusableKey => StartError::UnusableKey,
+            },
+            StartCause::Bind { kind, .. } if *kind == std::io::ErrorKind::AddrInUse => {
+                StartError::AddressInUse
+            }
+            StartCause::Bind { .. } => StartError::BindFailed,
+        }
+    }
 }
 
 /// A bound certificate.
@@ -155,4 +249,71 @@ pub struct Broken {
     pub reason: String,
     /// For people.
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<T: Serialize>(v: T) -> String {
+        serde_json::to_string(&v).unwrap()
+    }
+
+    #[test]
+    fn the_enums_keep_the_names_the_server_and_its_clients_used() {
+        assert_eq!(json(ConnectionState::NotStarted), "\"not_started\"");
+        assert_eq!(json(ConnectionState::Listening), "\"listening\"");
+        assert_eq!(json(ConnectionState::Ready), "\"ready\"");
+        for (t, name) in [
+            (Transport::Tcp, "tcp"),
+            (Transport::Tls, "tls"),
+            (Transport::Mtls, "mtls"),
+        ] {
+            assert_eq!(json(t), format!("\"{name}\""));
+            assert_eq!(t.to_string().to_lowercase(), name);
+        }
+        let reference = crate::config::CertRef {
+            issuer: "CN=x".into(),
+            serial: "01".to_owned().try_into().unwrap(),
+        };
+        let thumbprint: crate::pki::Thumbprint = "00".repeat(20).try_into().unwrap();
+        let errors = [
+            CredentialError::NotFound {
+                reference,
+                archived_as: None,
+            },
+            CredentialError::KeyAccessDenied {
+                thumbprint: thumbprint.clone(),
+                principal: "RTCService".into(),
+            },
+            CredentialError::UnusableKey {
+                thumbprint,
+                reason: "no".into(),
+            },
+        ];
+        for e in &errors {
+            let key = KeyError::from(e);
+            assert_eq!(
+                (key.name(), json(key)),
+                (e.reason(), format!("\"{}\"", e.reason()))
+            );
+            let cause = StartCause::Credential(e.clone());
+            let start = StartError::from(&cause);
+            assert_eq!(start.name(), cause.reason());
+            assert_eq!(json(start), format!("\"{}\"", cause.reason()));
+        }
+        for kind in [
+            std::io::ErrorKind::AddrInUse,
+            std::io::ErrorKind::PermissionDenied,
+        ] {
+            let cause = StartCause::Bind {
+                endpoint: "127.0.0.1:5061".parse().unwrap(),
+                kind,
+                message: String::new(),
+            };
+            let start = StartError::from(&cause);
+            assert_eq!(start.name(), cause.reason());
+            assert_eq!(json(start), format!("\"{}\"", cause.reason()));
+        }
+    }
 }

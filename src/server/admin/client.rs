@@ -4,7 +4,9 @@
 //! [`fix_live`] finds the running server through `serve.json` *first* (no server: nothing is
 //! changed), applies today's fix on disk (grant read, rebind in lcs.toml, under the store lock,
 //! as `lcs-sim fix` does), then asks the server to swap its credentials live with
-//! `POST /rebind`. HTTP is hyper's client over a loopback TCP stream.
+//! `POST /rebind`. HTTP is hyper's client over a loopback TCP stream; every request names the
+//! endpoint in `Host` and says it is JSON, and a state-changing one carries the run's token from
+//! `serve.json` (see [`super::guard`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -127,7 +129,7 @@ pub async fn fix_live(dir: &Path, connections: &[String]) -> Result<LiveFixOutco
     let request = RebindRequest {
         connections: (!connections.is_empty()).then(|| connections.to_vec()),
     };
-    let (status, response) = post_rebind(serve.admin, &request).await?;
+    let (status, response) = post_rebind(&serve, &request).await?;
     Ok(LiveFixOutcome {
         plan,
         response,
@@ -135,13 +137,14 @@ pub async fn fix_live(dir: &Path, connections: &[String]) -> Result<LiveFixOutco
     })
 }
 
-/// `POST /rebind` to the admin endpoint at `admin`.
+/// `POST /rebind` to the admin endpoint of `server`.
 pub async fn post_rebind(
-    admin: SocketAddr,
+    server: &ServeFile,
     request: &RebindRequest,
 ) -> Result<(StatusCode, RebindResponse), LiveFixError> {
+    let admin = server.admin;
     let body = serde_json::to_vec(request).expect("a rebind request serialises");
-    let (status, bytes) = call(admin, Method::POST, "/rebind", body).await?;
+    let (status, bytes) = call(server, Method::POST, "/rebind", body).await?;
     if status != StatusCode::OK && status != StatusCode::CONFLICT {
         return Err(admin_error(
             admin,
@@ -164,36 +167,38 @@ fn admin_error(admin: SocketAddr, message: String) -> LiveFixError {
 /// milliseconds; a server that does not answer in this time is stopped or hung.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One HTTP/1.1 request to the admin endpoint; the status and the whole body, or
+/// One HTTP/1.1 request to the admin endpoint of `server`; the status and the whole body, or
 /// [`LiveFixError::NoAnswer`] after [`TIMEOUT`].
 pub async fn call(
-    admin: SocketAddr,
+    server: &ServeFile,
     method: Method,
     path: &str,
     body: Vec<u8>,
 ) -> Result<(StatusCode, Bytes), LiveFixError> {
-    call_within(TIMEOUT, admin, method, path, body).await
+    call_within(TIMEOUT, server, method, path, body).await
 }
 
 /// [`call`] with another timeout.
 pub async fn call_within(
     timeout: Duration,
-    admin: SocketAddr,
+    server: &ServeFile,
     method: Method,
     path: &str,
     body: Vec<u8>,
 ) -> Result<(StatusCode, Bytes), LiveFixError> {
-    tokio::time::timeout(timeout, call_unbounded(admin, method, path, body))
+    let admin = server.admin;
+    tokio::time::timeout(timeout, call_unbounded(server, method, path, body))
         .await
         .unwrap_or(Err(LiveFixError::NoAnswer { admin, timeout }))
 }
 
 async fn call_unbounded(
-    admin: SocketAddr,
+    server: &ServeFile,
     method: Method,
     path: &str,
     body: Vec<u8>,
 ) -> Result<(StatusCode, Bytes), LiveFixError> {
+    let admin = server.admin;
     let failed = |m: String| admin_error(admin, m);
     let stream = tokio::net::TcpStream::connect(admin)
         .await
@@ -202,11 +207,16 @@ async fn call_unbounded(
         .await
         .map_err(|e| failed(format!("HTTP handshake: {e}")))?;
     let driver = tokio::spawn(conn);
-    let request = Request::builder()
-        .method(method)
+    let mut request = Request::builder()
         .uri(path)
         .header(hyper::header::HOST, admin.to_string())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if method != Method::GET && method != Method::HEAD {
+        let bearer = format!("Bearer {}", server.token.as_str());
+        request = request.header(hyper::header::AUTHORIZATION, bearer);
+    }
+    let request = request
+        .method(method)
         .body(Full::new(Bytes::from(body)))
         .expect("a valid request");
     let response = sender

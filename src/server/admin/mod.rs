@@ -5,13 +5,16 @@
 //! 127.0.0.1 only — it can swap certificates, so it never listens beyond loopback. It reads the
 //! running service through its [`ServiceHandle`] and the deployment's `lcs.toml` (the configured
 //! references a rebind follows); it is live-only, the simulation calls
-//! [`ServiceHandle::rebind`] directly.
+//! [`ServiceHandle::rebind`] directly. Loopback alone does not keep a browser out: every request
+//! first passes [`guard`] (Host, Origin, and for a change JSON and the run's [`Token`]).
 
 mod accept;
 pub mod api;
 pub mod client;
+pub mod guard;
 mod prom;
 mod servefile;
+mod token;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -28,10 +31,11 @@ use crate::deployment::Deployment;
 use super::service::{RebindTarget, ServiceHandle};
 pub use accept::AdminMetrics;
 use api::{
-    BoundCert, Broken, CertsEntry, CertsReport, ConfiguredRef, ConnectionKind, Health,
-    RebindRequest, RebindResponse, RebindResult, RebindStatus, SerialOnly,
+    BoundCert, Broken, CertsEntry, CertsReport, ConfiguredRef, ConnectionKind, ConnectionState,
+    Health, RebindRequest, RebindResponse, RebindResult, RebindStatus, SerialOnly,
 };
 pub use servefile::{SERVE_FILE, SERVE_LOCK, ServeFile, ServeFileError, ServeLock};
+pub use token::Token;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -40,12 +44,15 @@ pub struct AdminState {
     pub handle: Arc<ServiceHandle>,
     /// The deployment folder (for lcs.toml).
     pub deployment: Deployment,
+    /// This run's token, which state-changing requests must carry (also in `serve.json`).
+    pub token: Token,
 }
 
-/// What the handlers read: the state and the endpoint's own connection counters.
+/// What the handlers read: the state, the request checks and the endpoint's own counters.
 #[derive(Debug)]
 struct Shared {
     state: AdminState,
+    guard: guard::Guard,
     connections: Arc<AdminMetrics>,
 }
 
@@ -59,22 +66,29 @@ pub async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
 pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) -> std::io::Result<()> {
     let settings = state.handle.config.admin.clone();
     let connections = Arc::new(AdminMetrics::default());
-    let router = routes(state, connections.clone());
+    let guard = guard::Guard {
+        local: listener.local_addr()?,
+        token: state.token.clone(),
+    };
+    let router = routes(Arc::new(Shared {
+        state,
+        guard,
+        connections: connections.clone(),
+    }));
     accept::run(listener, router, settings, connections).await
 }
 
-/// The routes (with connection counters of their own: nothing accepts for them).
-pub fn router(state: AdminState) -> Router {
-    routes(state, Arc::default())
-}
-
-fn routes(state: AdminState, connections: Arc<AdminMetrics>) -> Router {
+fn routes(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/certs", get(certs))
         .route("/rebind", post(rebind))
-        .with_state(Arc::new(Shared { state, connections }))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            guard::layer,
+        ))
+        .with_state(shared)
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
@@ -148,7 +162,7 @@ pub fn certs_report(handle: &ServiceHandle, on_disk: Option<&Config>) -> CertsRe
             .find(|(c, _)| *c == id)
             .map(|(_, r)| r.clone())
     };
-    let entry = |id: &str, kind, transport: String, port, next_hop, started: bool| {
+    let entry = |id: &str, kind, transport, port, next_hop, started: bool| {
         let credential = handle.credentials.get(id);
         let bound = credential.and_then(|c| {
             let cert = snapshot.store.find(c.thumbprint().as_str()).ok()?;
@@ -169,22 +183,21 @@ pub fn certs_report(handle: &ServiceHandle, on_disk: Option<&Config>) -> CertsRe
             port,
             next_hop,
             state: match (started, kind) {
-                (false, _) => "not_started",
-                (true, ConnectionKind::Listener) => "listening",
-                (true, ConnectionKind::Route) => "ready",
-            }
-            .into(),
+                (false, _) => ConnectionState::NotStarted,
+                (true, ConnectionKind::Listener) => ConnectionState::Listening,
+                (true, ConnectionKind::Route) => ConnectionState::Ready,
+            },
             bound,
             key_opens: key.as_ref().map(Result::is_ok),
             key_error: match key {
-                Some(Err(e)) => Some(e.reason().into()),
+                Some(Err(e)) => Some((&e).into()),
                 _ => None,
             },
             start_error: handle
                 .failed
                 .iter()
                 .find(|f| f.id == id)
-                .map(|f| f.cause.reason().to_owned()),
+                .map(|f| (&f.cause).into()),
             configured: differs.map(|r| ConfiguredRef {
                 issuer: r.issuer,
                 serial: r.serial.to_string(),
@@ -199,23 +212,21 @@ pub fn certs_report(handle: &ServiceHandle, on_disk: Option<&Config>) -> CertsRe
             .iter()
             .find(|l| l.id == c.id)
             .map_or(c.port, |l| l.addr.port());
-        let transport = c.transport().to_string().to_lowercase();
         connections.push(entry(
             &c.id,
             ConnectionKind::Listener,
-            transport,
+            c.transport(),
             Some(port),
             None,
             started(&c.id),
         ));
     }
     for r in &config.routes {
-        let transport = r.transport.to_string().to_lowercase();
         let hop = Some(r.next_hop.to_string());
         connections.push(entry(
             &r.id,
             ConnectionKind::Route,
-            transport,
+            r.transport,
             None,
             hop,
             started(&r.id),
@@ -229,27 +240,11 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-async fn rebind(
-    State(shared): State<Arc<Shared>>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn rebind(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    // The guard has seen `Content-Type: application/json` and the token.
     let request: RebindRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RebindRequest::default()
     } else {
-        // A browser can post a form to loopback from any page; it cannot send JSON there
-        // without a preflight. So a body must say it is JSON.
-        let json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "a body must be sent with Content-Type: application/json".into(),
-            );
-        }
         match serde_json::from_slice(&body) {
             Ok(r) => r,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),

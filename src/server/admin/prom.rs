@@ -277,4 +277,15 @@ fn admin_connections(registry: &mut Registry, m: &AdminMetrics) {
         "Admin endpoint connections closed by a timeout, by which ([admin] *_timeout_ms)",
         closed,
     );
+    let refused = Family::<Labels, Counter>::default();
+    for r in super::guard::Refusal::ALL {
+        refused
+            .get_or_create(&labels(&[("reason", r.name())]))
+            .inc_by(m.refused_requests[r as usize].load(Ordering::Relaxed));
+    }
+    registry.register(
+        "admin_requests_refused",
+        "Admin endpoint requests refused before any handler ran, by which check (host 421, origin 403, content_type 415, token 401)",
+        refused,
+    );
 }

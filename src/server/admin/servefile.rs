@@ -1,6 +1,7 @@
 //! `DIR/serve.json`: how other commands find a running `serve`.
 //!
-//! `serve` writes it (atomically) once its admin endpoint listens and removes it on exit. A
+//! `serve` writes it (atomically, created 0600: it holds the run's admin [`Token`]) once its
+//! admin endpoint listens and removes it on exit. A
 //! crash leaves it behind, so a reader checks that the process is alive (`/proc/PID`) and that
 //! the admin address accepts a connection before trusting it, and reports a stale file as such.
 //! The file names the deployment's canonical path: a folder copied with `cp -r` while `serve`
@@ -18,6 +19,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+use super::token::Token;
 
 /// The file's name inside the deployment folder.
 pub const SERVE_FILE: &str = "serve.json";
@@ -37,6 +40,8 @@ pub struct ServeFile {
     pub started_at: OffsetDateTime,
     /// The deployment folder it serves, canonical (a copied folder's file names the original).
     pub deployment: PathBuf,
+    /// The bearer token its state-changing admin requests need.
+    pub token: Token,
 }
 
 /// `serve.json` could not be used.
@@ -132,11 +137,11 @@ impl ServeFile {
         Ok(Some(file))
     }
 
-    /// Writes the file atomically.
+    /// Writes the file atomically, mode 0600 from its creation (the token is a secret).
     pub fn write(&self, dir: &Path) -> Result<(), ServeFileError> {
         let path = Self::path(dir);
         let body = serde_json::to_vec_pretty(self).expect("a serve file serialises");
-        crate::atomic::atomic_write(&path, &body, None)
+        crate::atomic::atomic_write(&path, &body, Some(0o600))
             .map_err(|source| ServeFileError::Io { path, source })
     }
 
@@ -217,8 +222,19 @@ mod tests {
             admin: "127.0.0.1:9".parse().unwrap(),
             started_at: crate::clock::SIM_EPOCH,
             deployment: tmp.path().canonicalize().unwrap(),
+            token: Token::generate(),
         };
         dead.write(tmp.path()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let meta = std::fs::metadata(ServeFile::path(tmp.path())).unwrap();
+            assert_eq!(
+                meta.permissions().mode() & 0o777,
+                0o600,
+                "the token is private"
+            );
+        }
         let err = ServeFile::read(tmp.path()).unwrap_err();
         assert!(
             matches!(
