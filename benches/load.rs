@@ -117,6 +117,8 @@ fn options(load: Load, duration: Duration) -> LoadOptions {
         timeouts: Default::default(),
         faults: Vec::new(),
         server_pid: None,
+        grace: load::default_grace(&Default::default()),
+        max_in_flight: load::default_max_in_flight(Mode::Handshake),
     }
 }
 

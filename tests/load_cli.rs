@@ -43,9 +43,13 @@ async fn json_fields_csv_header_and_health_gates() {
         "mode",
         "target",
         "duration_s",
+        "started",
         "ok",
         "failed",
         "failures",
+        "unfinished",
+        "unfinished_by_phase",
+        "not_started",
         "rate_per_s",
         "latency_us",
         "histogram",
@@ -70,13 +74,32 @@ async fn json_fields_csv_header_and_health_gates() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(row, ["failed", "ok", "p99_us", "t"]);
+    assert_eq!(
+        row,
+        [
+            "failed",
+            "not_started",
+            "ok",
+            "p99_us",
+            "started",
+            "t",
+            "unfinished"
+        ]
+    );
     assert!(v["ok"].as_u64().unwrap() > 0);
+    let n = |k: &str| v[k].as_u64().unwrap();
+    assert_eq!(
+        n("started"),
+        n("ok") + n("failed") + n("unfinished") + n("not_started")
+    );
     assert!(out.stderr.is_empty(), "--quiet prints no progress");
 
     let out = lcs_sim(args(&format!("{base} --format csv"))).await;
     let csv = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(csv.lines().next(), Some("t_s,ok,failed,p99_us"));
+    assert_eq!(
+        csv.lines().next(),
+        Some("t_s,started,ok,failed,unfinished,not_started,p99_us")
+    );
 
     // Without --quiet and not on a terminal: plain progress lines on standard error.
     let out = lcs_sim(args(
@@ -192,7 +215,119 @@ async fn merge_of_shard_files_sums_them() {
     assert!(out.status.success(), "{}", stderr(&out));
     let m: lcs_sim::load::Report = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(m.ok, a.ok + b.ok);
+    assert_eq!(m.scheduled, Some(a.total() + b.total()));
+    m.check().unwrap();
     assert_eq!(m, lcs_sim::load::merge(&[a, b]).unwrap());
+
+    // A report whose counts do not add up is refused, naming the file.
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    v["ok"] = serde_json::json!(v["ok"].as_u64().unwrap() + 1);
+    std::fs::write(&files[0], v.to_string()).unwrap();
+    let out = lcs_sim(vec![
+        "load".into(),
+        "merge".into(),
+        files[0].display().to_string(),
+        files[1].display().to_string(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&files[0].display().to_string())
+            && stderr(&out).contains("do not add up"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A handshake load on a port that never answers TLS completes nothing: the report says so
+/// (every operation unfinished), the gate fails, and the exit is 1 with "nothing measured".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_completed_is_nothing_measured_and_exit_1() {
+    let (_tmp, d) = deployment();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let line = format!(
+        "load handshake --target {} --ca {} --server-name lcs01.contoso.com --rate 10 --duration 1s --grace 200ms --quiet --format json",
+        silent.local_addr().unwrap(),
+        d.ca_path().display()
+    );
+    for gate in ["", " --max-failure-ratio 0.01"] {
+        let out = lcs_sim(args(&format!("{line}{gate}"))).await;
+        assert_eq!(out.status.code(), Some(1), "{gate}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("nothing measured"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("still in flight"), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["scheduled"], 10);
+        assert_eq!(v["unfinished"], 10);
+        assert_eq!(v["unfinished_by_phase"]["handshaking"], 10);
+    }
+}
+
+/// `--rate 1000000000 --duration 1s`: the run ends on time, says it fell behind, counts the
+/// slots it never reached as `not_started`, and its memory stays small (no task per slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_billion_a_second_ends_on_time_with_bounded_memory() {
+    let (_tmp, d) = deployment();
+    let live = Live::start(&d).await;
+    let line = format!(
+        "load handshake --target {} --ca {} --server-name lcs01.contoso.com --rate 1000000000 --duration 1s --quiet --format json",
+        live.addr("tls-5061"),
+        d.ca_path().display()
+    );
+    let (out, peak_kib, took) = tokio::task::spawn_blocking(move || {
+        let began = lcs_sim::clock::monotonic_now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lcs-sim"))
+            .args(args(&line))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let stdout = cli::Captured::from(child.stdout.take().unwrap());
+        let stderr = cli::Captured::from(child.stderr.take().unwrap());
+        let mut peak = 0;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if began.elapsed() > std::time::Duration::from_secs(30) {
+                child.kill().unwrap();
+                panic!("still running after 30 s");
+            }
+            peak = peak.max(lcs_sim::load::memory::rss_kib(pid).unwrap_or(0));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let out = Output {
+            status,
+            stdout: stdout.into_bytes(),
+            stderr: stderr.into_bytes(),
+        };
+        (out, peak, began.elapsed())
+    })
+    .await
+    .unwrap();
+    live.stop().await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = |k: &str| v[k].as_u64().unwrap();
+    assert_eq!(n("scheduled"), 1_000_000_000);
+    assert_eq!(
+        n("scheduled"),
+        n("ok") + n("failed") + n("unfinished") + n("not_started")
+    );
+    assert!(n("not_started") > 999_000_000, "{v}");
+    assert!(
+        stderr(&out).contains("fell behind its schedule"),
+        "{}",
+        stderr(&out)
+    );
+    // 1 s of load and at most the 2 s default grace, plus the process's start and exit.
+    assert!(took < std::time::Duration::from_secs(8), "{took:?}");
+    assert!(peak_kib < 256 * 1024, "peak RSS {peak_kib} KiB");
 }
 
 /// The example Indexed Job in `deploy/`: N completions, each pod's index becomes `--shard I/N`.

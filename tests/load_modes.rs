@@ -32,7 +32,19 @@ fn options(mode: Mode, load: Load, secs: f64) -> LoadOptions {
         },
         faults: Vec::new(),
         server_pid: None,
+        grace: Duration::from_millis(500),
+        max_in_flight: 1024,
     }
+}
+
+/// Every operation is accounted for: the report's own check, and the sum spelled out.
+fn accounted(r: &Report) {
+    r.check().unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    assert_eq!(
+        r.total(),
+        r.ok + r.failed + r.unfinished + r.not_started,
+        "{r:?}"
+    );
 }
 
 /// The deployment's TLS connection, at the address the in-process server bound.
@@ -72,7 +84,9 @@ async fn start_admin(d: &Deployment, live: &Live) -> tokio::task::JoinHandle<std
 }
 
 async fn run(target: Target, o: LoadOptions) -> Report {
-    load::run(target, o, Arc::new(Recorder::new(monotonic_now()))).await
+    let r = load::run(target, o, Arc::new(Recorder::new(monotonic_now()))).await;
+    accounted(&r);
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,5 +369,75 @@ async fn mutual_tls_load_with_and_without_a_client_certificate() {
         ["tls_alert_certificate_required"],
         "{r:?}"
     );
+    live.stop().await;
+}
+
+/// A plain-TCP port that never answers a ClientHello: every handshake started is still in flight
+/// when the run ends, and is counted unfinished (handshaking), not dropped; the run ends at its
+/// duration plus the grace period, not at the connect timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_to_a_silent_port_are_unfinished_handshaking() {
+    let (_tmp, d) = deployment();
+    // Never accepted: the kernel completes the TCP handshake (backlog) and nothing answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = Target::resolve(&TargetOptions {
+        target: Some(silent.local_addr().unwrap().to_string()),
+        deployment: Some(d.root().to_path_buf()),
+        ..TargetOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut o = options(Mode::Handshake, Load::Open(20.0), 1.0);
+    o.grace = Duration::from_millis(300);
+    let began = monotonic_now();
+    let r = run(target, o).await;
+    let took = monotonic_now() - began;
+    assert_eq!(r.scheduled, Some(20), "{r:?}");
+    assert_eq!((r.ok, r.failed, r.not_started), (0, 0, 0), "{r:?}");
+    assert_eq!(r.unfinished_by_phase.handshaking, 20, "{r:?}");
+    assert_eq!(
+        r.per_second.iter().map(|s| s.unfinished).sum::<u64>(),
+        20,
+        "{r:?}"
+    );
+    assert_eq!(r.failure_ratio(), 1.0);
+    // Well under the 5 s connect timeout the handshakes would otherwise wait for.
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
+/// A rate the generator cannot keep (at most 4 handshakes in flight against 20,000 a second):
+/// what it never reached is `not_started`, second by second, and the books still balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_beyond_the_generator_is_not_started() {
+    let (_tmp, d) = deployment();
+    let live = Live::start(&d).await;
+    let mut o = options(Mode::Handshake, Load::Open(20000.0), 1.0);
+    o.max_in_flight = 4;
+    let r = run(target(&d, &live).await, o).await;
+    assert_eq!(r.scheduled, Some(20000), "{r:?}");
+    assert!(r.ok > 0, "{r:?}");
+    assert!(r.not_started > 10000, "{r:?}");
+    let row = &r.per_second[0];
+    assert_eq!(row.started + row.not_started, 20000, "{row:?}");
+    live.stop().await;
+}
+
+/// MESSAGEs to the federated domain with no peer wait in the server's queue: at the end they
+/// are unfinished, awaiting their response, exactly as many as were sent there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federated_messages_without_a_peer_are_unfinished_awaiting_response() {
+    let (_tmp, d) = deployment();
+    let live = Live::start(&d).await;
+    let mut o = options(Mode::Message, Load::Open(20.0), 1.5);
+    o.users = 3;
+    o.federated_ratio = 0.5;
+    let r = run(target(&d, &live).await, o).await;
+    let sent = r.total() - r.not_started;
+    let federated = (0..sent)
+        .filter(|&i| load::users::pair(i, 3, 0.5).1.is_none())
+        .count() as u64;
+    assert!(federated > 0 && r.ok > 0, "{r:?}");
+    assert_eq!(r.unfinished_by_phase.awaiting_response, federated, "{r:?}");
+    assert_eq!(r.ok + r.failed, sent - federated, "{r:?}");
     live.stop().await;
 }

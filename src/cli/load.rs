@@ -121,6 +121,15 @@ struct RunArgs {
     /// Time allowed from a request to its final response.
     #[arg(long, default_value = "40s", value_parser = positive_duration)]
     response_timeout: Duration,
+    /// After --duration, how long operations in flight may still finish; what is left then is
+    /// counted unfinished (default: the response timeout, at most 2s). The run takes at most
+    /// --duration plus this.
+    #[arg(long, value_name = "DURATION", value_parser = grace)]
+    grace: Option<Duration>,
+    /// Open loop: the most operations in flight at once (default 1024 handshakes, each a
+    /// socket; 16384 MESSAGEs). Slots the generator cannot start in time are `not_started`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -206,6 +215,17 @@ pub struct MergeArgs {
     svg: Option<PathBuf>,
 }
 
+/// A grace period: a [`positive_duration`], or zero (`0`, `0s`) for none.
+fn grace(s: &str) -> Result<Duration, String> {
+    let zero = s.trim().parse::<f64>() == Ok(0.0)
+        || humantime::parse_duration(s.trim()).is_ok_and(|d| d.is_zero());
+    if zero {
+        Ok(Duration::ZERO)
+    } else {
+        positive_duration(s)
+    }
+}
+
 fn positive_rate(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
@@ -270,6 +290,14 @@ pub fn run(cmd: LoadCommand) -> CmdResult {
             (a.target, a.run, o)
         }
     };
+    if let Load::Open(rate) = options.load
+        && rate * options.duration.as_secs_f64() > load::schedule::MAX_SLOTS
+    {
+        return Err(Failure::input(anyhow!(
+            "--rate {rate} for --duration {} is more operations than can be scheduled exactly (2^53)",
+            humantime::format_duration(options.duration)
+        )));
+    }
     if !options.faults.is_empty() && target.deployment.is_none() {
         return Err(super::Failure::input(anyhow!(
             "--at needs --deployment DIR: faults are applied to a deployment's store"
@@ -290,6 +318,7 @@ pub fn run(cmd: LoadCommand) -> CmdResult {
             Tls::V13 => TlsVersions::V13,
         },
     };
+    let max_in_flight = options.max_in_flight;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -307,10 +336,34 @@ pub fn run(cmd: LoadCommand) -> CmdResult {
         Ok::<_, Failure>(report)
     })?;
     output(&report, run.format, run.svg.as_ref())?;
+    warn(&report, max_in_flight);
     gates(&report, run.max_failure_ratio, run.max_p99)
 }
 
+/// Says on standard error what the report's numbers mean when the run could not do all it was
+/// asked (whatever `--quiet` says: this is not progress).
+fn warn(r: &Report, max_in_flight: usize) {
+    if r.not_started > 0 {
+        eprintln!(
+            "warning: the generator fell behind its schedule: {} of {} scheduled operations were never started (at most {max_in_flight} in flight, --max-in-flight); they count as failures",
+            r.not_started,
+            r.total()
+        );
+    }
+    if r.unfinished > 0 {
+        let p = &r.unfinished_by_phase;
+        eprintln!(
+            "warning: {} operations were still in flight when the run ended (connecting {}, handshaking {}, awaiting response {}); they count as failures",
+            r.unfinished, p.connecting, p.handshaking, p.awaiting_response
+        );
+    }
+}
+
 fn options(mode: Mode, run: &RunArgs, load: Load, users: u64, expires: u32) -> LoadOptions {
+    let timeouts = Timeouts {
+        connect: run.connect_timeout,
+        response: run.response_timeout,
+    };
     LoadOptions {
         mode,
         duration: run.duration,
@@ -321,12 +374,13 @@ fn options(mode: Mode, run: &RunArgs, load: Load, users: u64, expires: u32) -> L
         federated_domain: "fabrikam.com".into(),
         expires,
         shard: run.shard.unwrap_or_default(),
-        timeouts: Timeouts {
-            connect: run.connect_timeout,
-            response: run.response_timeout,
-        },
+        timeouts,
         faults: run.faults.clone(),
         server_pid: None,
+        grace: run.grace.unwrap_or_else(|| load::default_grace(&timeouts)),
+        max_in_flight: run
+            .max_in_flight
+            .map_or_else(|| load::default_max_in_flight(mode), |n| n as usize),
     }
 }
 
@@ -354,8 +408,9 @@ async fn progress(recorder: Arc<Recorder>, duration: Duration) {
         let (ok, failed, p99) = recorder.row(t as usize - 1);
         let (all_ok, all_failed) = recorder.totals();
         let line = format!(
-            "t={t}s ok/s={ok} failed/s={failed} p99={:.1}ms total ok={all_ok} failed={all_failed}",
-            p99 as f64 / 1000.0
+            "t={t}s ok/s={ok} failed/s={failed} p99={:.1}ms total ok={all_ok} failed={all_failed} in flight={}",
+            p99 as f64 / 1000.0,
+            recorder.in_flight()
         );
         match &bar {
             Some(bar) => {
@@ -388,14 +443,24 @@ fn output(report: &Report, format: Format, svg: Option<&PathBuf>) -> CmdResult {
 fn text(r: &Report) -> String {
     let l = &r.latency_us;
     let ms = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
+    let total = match (r.scheduled, r.started) {
+        (Some(n), _) => format!("scheduled {n}"),
+        (None, n) => format!("started {}", n.unwrap_or(0)),
+    };
+    let p = &r.unfinished_by_phase;
     let mut s = format!(
-        "lcs-sim load {} against {} for {:.1} s\n  ok {}  failed {}  rate {:.1}/s\n  latency p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
+        "lcs-sim load {} against {} for {:.1} s\n  {total} = ok {} + failed {} + unfinished {} + not started {}  rate {:.1}/s\n  unfinished by phase: connecting {}  handshaking {}  awaiting response {}\n  latency p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
         r.mode,
         r.target,
         r.duration_s,
         r.ok,
         r.failed,
+        r.unfinished,
+        r.not_started,
         r.rate_per_s,
+        p.connecting,
+        p.handshaking,
+        p.awaiting_response,
         ms(l.p50),
         ms(l.p90),
         ms(l.p99),
@@ -440,11 +505,23 @@ fn text(r: &Report) -> String {
 }
 
 fn gates(r: &Report, max_ratio: Option<f64>, max_p99: Option<Duration>) -> CmdResult {
+    if r.completed() == 0 {
+        return Err(Failure {
+            code: super::exit::FAILED,
+            error: anyhow!(
+                "nothing measured: no operation completed ({} unfinished, {} not started of {}); every gate fails",
+                r.unfinished,
+                r.not_started,
+                r.total()
+            ),
+        });
+    }
     let mut broken = Vec::new();
     if let Some(max) = max_ratio.filter(|&m| r.failure_ratio() > m) {
         broken.push(format!(
-            "failure ratio {:.4} is above --max-failure-ratio {max}",
-            r.failure_ratio()
+            "failure ratio {:.4} ((failed + unfinished + not started) / {}) is above --max-failure-ratio {max}",
+            r.failure_ratio(),
+            r.total()
         ));
     }
     if let Some(max) = max_p99.filter(|m| r.latency_us.p99 > m.as_micros() as u64) {
@@ -475,6 +552,8 @@ fn merge(args: MergeArgs) -> CmdResult {
                 path.display()
             ))
         })?;
+        r.check()
+            .map_err(|e| Failure::input(anyhow!("{}: {e}", path.display())))?;
         reports.push(r);
     }
     let merged = load::merge(&reports)?;

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::record::Reason;
+use super::record::{Op, Phase, Reason};
 use super::target::Target;
 use crate::failure::ConnectFailure;
 use crate::sip::{DEFAULT_MAX_MESSAGE_SIZE, Frame, Framer, Message, RequestIds, parse_message};
@@ -40,8 +40,13 @@ impl Default for Timeouts {
 }
 
 /// Connects and makes a full TLS handshake, within `timeout` for both (one timer: the generator
-/// must cost less than what it measures).
-pub async fn connect(target: &Target, timeout: Duration) -> Result<Stream, Reason> {
+/// must cost less than what it measures). `op`, when the attempt is a recorded operation, moves
+/// to [`Phase::Handshaking`] once the TCP connection is up.
+pub async fn connect(
+    target: &Target,
+    timeout: Duration,
+    mut op: Option<&mut Op>,
+) -> Result<Stream, Reason> {
     let mut handshaking = false;
     let attempt = async {
         let tcp = TcpStream::connect(target.addr)
@@ -49,6 +54,9 @@ pub async fn connect(target: &Target, timeout: Duration) -> Result<Stream, Reaso
             .map_err(|e| Reason::Connect(ConnectFailure::from_connect_error(&e)))?;
         let _ = tcp.set_nodelay(true);
         handshaking = true;
+        if let Some(op) = op.as_deref_mut() {
+            op.phase(Phase::Handshaking);
+        }
         target
             .connector
             .connect(target.server_name.clone(), tcp)

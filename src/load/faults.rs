@@ -340,6 +340,7 @@ mod tests {
             ok,
             failed,
             p99_us: 1,
+            ..SecondRow::default()
         };
         let seconds = [
             row(0, 5, 0),

@@ -4,13 +4,20 @@
 //! latency counts from the start of each. Open loop: connections start on a schedule fixed in
 //! advance (`rate` per second), each in its own task, and latency counts from the *scheduled*
 //! time, so a server that stalls shows the stall in the latencies instead of silently slowing
-//! the client (coordinated omission, as wrk2 avoids it).
+//! the client (coordinated omission, as wrk2 avoids it). At most `--max-in-flight` run at once
+//! (each holds a socket: the generator must not run out of file descriptors and call it the
+//! server's failure); a rate beyond what the machine or the server keeps up with shows as
+//! `not_started`, never as silent loss or unbounded memory.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use super::conn::{Ids, Reader, Timeouts, connect, transaction};
-use super::record::{Reason, Recorder};
+use super::record::{Op, Phase, Reason, Recorder};
+use super::schedule::Schedule;
 use super::target::Target;
 use super::{Load, sleep_until};
 use crate::clock::monotonic_now;
@@ -57,75 +64,83 @@ impl Handshake {
         }
     }
 
-    /// One connection, from connect to the OPTIONS's final response.
-    pub async fn once(&self) -> Result<(), Reason> {
-        let stream = connect(&self.target, self.timeouts.connect).await?;
+    /// One connection, from connect to the OPTIONS's final response, `op` following its phases.
+    pub async fn once(&self, op: &mut Op) -> Result<(), Reason> {
+        let stream = connect(&self.target, self.timeouts.connect, Some(&mut *op)).await?;
         if self.no_request {
             return Ok(());
         }
+        op.phase(Phase::AwaitingResponse);
         let mut reader = Reader::new(stream);
         let bytes = self.ua.options(&self.uri, &self.ids.next()).to_bytes();
         transaction(&mut reader, &bytes, self.timeouts.response).await
     }
 }
 
-/// Runs handshake mode until `deadline`, recording into `recorder`.
-pub async fn run(h: Arc<Handshake>, load: Load, deadline: Instant, recorder: Arc<Recorder>) {
+/// Runs handshake mode: starts operations until `deadline` and returns the tasks of those still
+/// running (the caller gives them the grace period, then closes the books and aborts them).
+/// Open loop: at most `max_in_flight` at a time; a slot reached late starts late (its latency
+/// counts from its scheduled time), and the slots not reached by the deadline are the
+/// schedule's `not_started`.
+pub async fn run(
+    h: Arc<Handshake>,
+    load: Load,
+    max_in_flight: usize,
+    deadline: Instant,
+    recorder: Arc<Recorder>,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
     match load {
         Load::Closed(n) => {
-            let tasks: Vec<_> = (0..n)
-                .map(|_| {
-                    let (h, recorder) = (h.clone(), recorder.clone());
-                    tokio::spawn(async move {
-                        loop {
-                            let start = monotonic_now();
-                            if start >= deadline {
-                                break;
-                            }
-                            let result = h.once().await;
-                            let done = monotonic_now();
-                            if done <= deadline {
-                                recorder.outcome(result, start, done);
-                            }
+            for _ in 0..n {
+                let (h, recorder) = (h.clone(), recorder.clone());
+                tasks.spawn(async move {
+                    loop {
+                        let start = monotonic_now();
+                        if start >= deadline {
+                            break;
                         }
-                    })
-                })
-                .collect();
-            abort_at(tasks, deadline).await;
+                        let mut op = recorder.begin(start);
+                        let result = h.once(&mut op).await;
+                        op.finish(result);
+                    }
+                });
+            }
         }
         Load::Open(rate) => {
-            let start = recorder.start();
-            let mut tasks = Vec::new();
-            for i in 0u64.. {
-                let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
-                if scheduled >= deadline {
+            let schedule = Schedule::new(recorder.start(), rate, deadline);
+            recorder.set_schedule(schedule);
+            let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
+            for i in 0..schedule.len() {
+                let Some(permit) = next_slot(&schedule, i, &permits, deadline).await else {
                     break;
-                }
-                sleep_until(scheduled).await;
+                };
                 let (h, recorder) = (h.clone(), recorder.clone());
-                tasks.push(tokio::spawn(async move {
-                    let result = h.once().await;
-                    let done = monotonic_now();
-                    if done <= deadline {
-                        recorder.outcome(result, scheduled, done);
-                    }
-                }));
-                if tasks.len() >= 4096 {
-                    tasks.retain(|t| !t.is_finished());
-                }
+                let mut op = recorder.begin(schedule.at(i)).with_permit(permit);
+                tasks.spawn(async move {
+                    let result = h.once(&mut op).await;
+                    op.finish(result);
+                });
+                while tasks.try_join_next().is_some() {}
             }
-            abort_at(tasks, deadline).await;
         }
     }
+    tasks
 }
 
-/// Waits until `deadline`, then stops whatever is still running (its outcome is not counted).
-pub async fn abort_at(tasks: Vec<tokio::task::JoinHandle<()>>, deadline: Instant) {
-    sleep_until(deadline).await;
-    for t in &tasks {
-        t.abort();
+/// Waits for slot `i`'s time and a permit to start it; `None` once the deadline has passed.
+pub async fn next_slot(
+    schedule: &Schedule,
+    i: u64,
+    permits: &Arc<Semaphore>,
+    deadline: Instant,
+) -> Option<OwnedSemaphorePermit> {
+    sleep_until(schedule.at(i)).await;
+    if monotonic_now() >= deadline {
+        return None;
     }
-    for t in tasks {
-        let _ = t.await;
+    tokio::select! {
+        permit = permits.clone().acquire_owned() => permit.ok(),
+        () = sleep_until(deadline) => None,
     }
 }

@@ -21,6 +21,7 @@ pub mod handshake;
 pub mod memory;
 pub mod record;
 pub mod report;
+pub mod schedule;
 pub mod svg;
 pub mod target;
 pub mod users;
@@ -29,9 +30,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinSet;
+
 pub use faults::{Fault, FaultAction, FaultRecord, Outage};
-pub use record::{Reason, Recorder};
+pub use record::{ByPhase, Op, Phase, Reason, Recorder};
 pub use report::{Report, RunInfo, merge};
+pub use schedule::Schedule;
 pub use target::{Target, TargetOptions, TlsVersions};
 
 use crate::clock::monotonic_now;
@@ -126,6 +130,27 @@ pub struct LoadOptions {
     pub faults: Vec<Fault>,
     /// The server's process, for its memory per connection (register mode).
     pub server_pid: Option<u32>,
+    /// How long operations in flight at the deadline may still finish (see [`run`]).
+    pub grace: Duration,
+    /// Open loop: the most operations in flight at once (each handshake holds a socket).
+    pub max_in_flight: usize,
+}
+
+/// The default grace period: the response timeout, capped at [`MAX_DEFAULT_GRACE`].
+pub fn default_grace(timeouts: &conn::Timeouts) -> Duration {
+    timeouts.response.min(MAX_DEFAULT_GRACE)
+}
+
+/// The cap on the default grace period.
+pub const MAX_DEFAULT_GRACE: Duration = Duration::from_secs(2);
+
+/// The default bound on operations in flight in the open loop: handshakes hold a socket each
+/// (kept well below a usual open-files limit); a MESSAGE in flight is a few hundred bytes.
+pub fn default_max_in_flight(mode: Mode) -> usize {
+    match mode {
+        Mode::Handshake => 1024,
+        Mode::Register | Mode::Message => 16384,
+    }
 }
 
 /// Sleeps until `at` on tokio's clock.
@@ -135,6 +160,10 @@ pub async fn sleep_until(at: Instant) {
 
 /// Runs the load and returns its report. `recorder` starts now; pass the same one to a progress
 /// display.
+///
+/// Operations start until the deadline (`duration` from the start); what is still in flight
+/// then has up to `grace` to finish, after which the recorder closes (what is left is
+/// `unfinished`, by phase) and every task is aborted: the run takes at most `duration + grace`.
 pub async fn run(target: Target, o: LoadOptions, recorder: Arc<Recorder>) -> Report {
     let start = recorder.start();
     let deadline = start + o.duration;
@@ -145,15 +174,19 @@ pub async fn run(target: Target, o: LoadOptions, recorder: Arc<Recorder>) -> Rep
         closed => closed,
     };
     let mut server = None;
-    match o.mode {
+    let tasks = match o.mode {
         Mode::Handshake => {
             let h = handshake::Handshake::new(target, o.shard.index, o.no_request, o.timeouts);
-            handshake::run(Arc::new(h), load, deadline, recorder.clone()).await;
+            let (h, r) = (Arc::new(h), recorder.clone());
+            handshake::run(h, load, o.max_in_flight, deadline, r).await
         }
         Mode::Register | Mode::Message => {
-            server = run_users(target, &o, load, deadline, recorder.clone()).await;
+            let (tasks, measured) = run_users(target, &o, load, deadline, recorder.clone()).await;
+            server = measured;
+            tasks
         }
-    }
+    };
+    wind_down(tasks, &recorder, deadline, deadline + o.grace).await;
     let records = faults.await.unwrap_or_default();
     let info = RunInfo {
         mode: o.mode.name().into(),
@@ -165,13 +198,28 @@ pub async fn run(target: Target, o: LoadOptions, recorder: Arc<Recorder>) -> Rep
     report
 }
 
+/// From the deadline, waits until nothing is in flight or `hard_end`, closes the books, and
+/// aborts what still runs.
+async fn wind_down(
+    mut tasks: JoinSet<()>,
+    recorder: &Recorder,
+    deadline: Instant,
+    hard_end: Instant,
+) {
+    sleep_until(deadline).await;
+    recorder.wait_idle(hard_end).await;
+    recorder.close();
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
 async fn run_users(
     target: Target,
     o: &LoadOptions,
     load: Load,
     deadline: Instant,
     recorder: Arc<Recorder>,
-) -> Option<report::ServerMemory> {
+) -> (JoinSet<()>, Option<report::ServerMemory>) {
     let globals = users::shard_users(o.users, o.shard);
     let federated = users::aor(0, &o.federated_domain);
     let domain = target.domain.clone();
@@ -186,11 +234,15 @@ async fn run_users(
         attempted: Default::default(),
     });
     let mut senders = Vec::new();
-    let mut tasks = Vec::new();
+    let mut tasks = JoinSet::new();
     for (k, &g) in globals.iter().enumerate() {
-        let (tx, task) = users::spawn_user(u.clone(), g, deadline, recorder.clone());
-        senders.push(tx);
-        tasks.push(task);
+        senders.push(users::spawn_user(
+            &mut tasks,
+            u.clone(),
+            g,
+            deadline,
+            recorder.clone(),
+        ));
         // Connect in waves of 64, so a big --users does not open thousands of handshakes at once.
         if k % 64 == 63 {
             while u.attempted.load(Ordering::Relaxed) + 32 < (k + 1) as u64
@@ -204,29 +256,32 @@ async fn run_users(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let server = memory::measure(o.server_pid, before, u.held.load(Ordering::Relaxed));
-    if o.mode == Mode::Message && !senders.is_empty() {
+    if o.mode == Mode::Message {
         let rate = match load {
             Load::Open(r) => r,
             Load::Closed(n) => n as f64, // validated away: message mode is open loop
         };
-        let begin = monotonic_now();
+        // The MESSAGEs' schedule starts once every user has tried to register.
+        let schedule = Schedule::new(monotonic_now(), rate, deadline);
+        recorder.set_schedule(schedule);
+        let permits = Arc::new(tokio::sync::Semaphore::new(o.max_in_flight.max(1)));
         let n = senders.len() as u64;
-        for i in 0u64.. {
-            let scheduled = begin + Duration::from_secs_f64(i as f64 / rate);
-            if scheduled >= deadline {
+        for i in 0..if n == 0 { 0 } else { schedule.len() } {
+            let Some(permit) = handshake::next_slot(&schedule, i, &permits, deadline).await else {
                 break;
-            }
-            sleep_until(scheduled).await;
+            };
             let (from, to) = users::pair(i, n, o.federated_ratio);
             let to = match to {
                 Some(t) => users::aor(globals[t], &domain),
                 None => federated.clone(),
             };
-            let _ = senders[from].send(users::Send { to, scheduled });
+            let op = recorder.begin(schedule.at(i)).with_permit(permit);
+            // The user's task lives until the end: a closed channel leaves the operation in
+            // flight, hence unfinished.
+            let _ = senders[from].send(users::Send { to, op });
         }
     }
-    handshake::abort_at(tasks, deadline).await;
-    server
+    (tasks, server)
 }
 
 async fn apply_faults(target: Target, faults: Vec<Fault>, start: Instant) -> Vec<FaultRecord> {

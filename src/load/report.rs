@@ -1,8 +1,11 @@
 //! The result of a run, as `--format json` writes it and `lcs-sim load merge` reads it.
 //!
-//! The fields are a contract (issue 9): `mode, target, duration_s, ok, failed, failures,
-//! rate_per_s, latency_us, histogram, per_second, faults, outage` (plus `server` in register
-//! mode, when the server's memory was measured). The whole run's latencies travel as an
+//! The fields are a contract (issue 9, issue 15): `mode, target, duration_s, scheduled` (open
+//! loop) `or started` (closed loop), `ok, failed, failures, unfinished, unfinished_by_phase,
+//! not_started, rate_per_s, latency_us, histogram, per_second, faults, outage` (plus `server` in
+//! register mode, when the server's memory was measured), and every operation is accounted for:
+//! `scheduled | started = ok + failed + unfinished + not_started` ([`Report::check`], which
+//! `merge` applies to each input, so a report that does not add up is refused, not summed). The whole run's latencies travel as an
 //! HdrHistogram V2 blob (deflate-compressed, as HdrHistogram logs carry them) in base64, so that shards merge *exactly*: [`merge`] adds histograms and
 //! recomputes the percentiles from the sum, never averages them. A merged second's `p99_us` is
 //! the highest of the shards' (per-second histograms are not in the file): an upper bound.
@@ -16,7 +19,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerial
 use serde::{Deserialize, Serialize};
 
 use super::faults::{FaultRecord, Outage, outage};
-use super::record::{Tally, new_histogram};
+use super::record::{ByPhase, Tally, new_histogram};
 
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,15 +49,23 @@ impl Latency {
     }
 }
 
-/// One second of the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// One second of the run: `ok` and `failed` by when operations completed, `started`,
+/// `unfinished` and `not_started` by when they were due (so the open loop's slots of a second
+/// are `started + not_started`, and each column sums to the run's total).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecondRow {
     /// Seconds since the start (this row covers `[t, t + 1)`).
     pub t: u64,
+    /// Operations started that were due in it.
+    pub started: u64,
     /// Successful operations completed in it.
     pub ok: u64,
     /// Failed operations completed in it.
     pub failed: u64,
+    /// Operations due in it still in flight when the run ended.
+    pub unfinished: u64,
+    /// Slots due in it that the generator never started (open loop).
+    pub not_started: u64,
     /// 99th percentile latency of its successful operations, µs (0 when none).
     pub p99_us: u64,
 }
@@ -83,12 +94,24 @@ pub struct Report {
     pub target: String,
     /// Length of the run, seconds.
     pub duration_s: f64,
+    /// Open loop: the operations the schedule held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<u64>,
+    /// Closed loop: the operations started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
     /// Successful operations.
     pub ok: u64,
     /// Failed operations.
     pub failed: u64,
     /// Failures by reason (`tls_alert_access_denied`, `connection_refused`, `sip_408`, ...).
     pub failures: BTreeMap<String, u64>,
+    /// Operations still in flight when the run ended (after its grace period).
+    pub unfinished: u64,
+    /// Those by the phase they were in.
+    pub unfinished_by_phase: ByPhase,
+    /// Open loop: slots the generator never started (it fell behind its schedule).
+    pub not_started: u64,
     /// Successful operations per second.
     pub rate_per_s: f64,
     /// Latency percentiles of the successful operations.
@@ -126,6 +149,9 @@ pub enum ReportError {
     /// Nothing to merge.
     #[error("no reports to merge")]
     Empty,
+    /// The counts do not add up.
+    #[error("the counts do not add up: {0}")]
+    Unbalanced(String),
 }
 
 /// Encodes a histogram as V2 + base64.
@@ -166,8 +192,11 @@ impl Report {
             .enumerate()
             .map(|(t, s)| SecondRow {
                 t: t as u64,
+                started: s.started,
                 ok: s.ok,
                 failed: s.failed,
+                unfinished: s.unfinished,
+                not_started: s.not_started,
                 p99_us: s.histogram.value_at_quantile(0.99),
             })
             .collect();
@@ -184,9 +213,14 @@ impl Report {
             mode: info.mode,
             target: info.target,
             duration_s: info.duration_s,
+            scheduled: tally.scheduled,
+            started: tally.scheduled.is_none().then_some(tally.started),
             ok: tally.ok,
             failed: tally.failed,
             failures: tally.failures.clone(),
+            unfinished: tally.unfinished.total(),
+            unfinished_by_phase: tally.unfinished,
+            not_started: tally.not_started,
             rate_per_s: rate(tally.ok, info.duration_s),
             latency_us: Latency::of(&tally.histogram),
             histogram: encode_histogram(&tally.histogram),
@@ -197,29 +231,91 @@ impl Report {
         }
     }
 
-    /// Failed ÷ all operations (0 when there were none).
+    /// Every operation: `scheduled` (open loop) or `started` (closed loop).
+    pub fn total(&self) -> u64 {
+        self.scheduled.or(self.started).unwrap_or(0)
+    }
+
+    /// Operations that did not succeed: failed, unfinished and never started.
+    pub fn not_ok(&self) -> u64 {
+        self.failed + self.unfinished + self.not_started
+    }
+
+    /// Operations that completed, either way.
+    pub fn completed(&self) -> u64 {
+        self.ok + self.failed
+    }
+
+    /// Not-ok ÷ all operations (unfinished and not started count as failures; 0 when there
+    /// were none).
     pub fn failure_ratio(&self) -> f64 {
-        let all = self.ok + self.failed;
-        if all == 0 {
-            0.0
-        } else {
-            self.failed as f64 / all as f64
+        match self.total() {
+            0 => 0.0,
+            all => self.not_ok() as f64 / all as f64,
         }
     }
 
-    /// Per-second rows as CSV, in the manner of SIPp's `-trace_stat`.
+    /// Checks that every operation is accounted for, in the totals and in the seconds.
+    pub fn check(&self) -> Result<(), ReportError> {
+        let bad = |s: String| Err(ReportError::Unbalanced(s));
+        let total = match (self.scheduled, self.started) {
+            (Some(t), None) => t,
+            (None, Some(t)) if self.not_started == 0 => t,
+            (None, Some(_)) => return bad("a closed-loop run has no `not_started`".into()),
+            _ => return bad("a report has exactly one of `scheduled` and `started`".into()),
+        };
+        let parts = [self.ok, self.failed, self.unfinished, self.not_started];
+        if parts.iter().try_fold(0u64, |a, &b| a.checked_add(b)) != Some(total) {
+            return bad(format!(
+                "{total} = ok {} + failed {} + unfinished {} + not_started {} does not hold",
+                self.ok, self.failed, self.unfinished, self.not_started
+            ));
+        }
+        if self.unfinished_by_phase.total() != self.unfinished {
+            return bad("`unfinished_by_phase` does not sum to `unfinished`".into());
+        }
+        if self.failures.values().sum::<u64>() != self.failed {
+            return bad("`failures` do not sum to `failed`".into());
+        }
+        let column = |f: fn(&SecondRow) -> u64| self.per_second.iter().map(f).sum::<u64>();
+        let seconds = [
+            column(|r| r.started) + column(|r| r.not_started),
+            column(|r| r.ok),
+            column(|r| r.failed),
+            column(|r| r.unfinished),
+            column(|r| r.not_started),
+        ];
+        if seconds
+            != [
+                total,
+                self.ok,
+                self.failed,
+                self.unfinished,
+                self.not_started,
+            ]
+        {
+            return bad("the per-second rows do not sum to the totals".into());
+        }
+        Ok(())
+    }
+
+    /// Per-second rows as CSV, in the manner of SIPp's `-trace_stat`; each column sums to the
+    /// run's total.
     pub fn to_csv(&self) -> String {
         let mut out = String::from(CSV_HEADER);
         out.push('\n');
         for r in &self.per_second {
-            out.push_str(&format!("{},{},{},{}\n", r.t, r.ok, r.failed, r.p99_us));
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{}\n",
+                r.t, r.started, r.ok, r.failed, r.unfinished, r.not_started, r.p99_us
+            ));
         }
         out
     }
 }
 
 /// The CSV header.
-pub const CSV_HEADER: &str = "t_s,ok,failed,p99_us";
+pub const CSV_HEADER: &str = "t_s,started,ok,failed,unfinished,not_started,p99_us";
 
 fn rate(ok: u64, secs: f64) -> f64 {
     if secs > 0.0 { ok as f64 / secs } else { 0.0 }
@@ -234,15 +330,31 @@ pub fn merge(reports: &[Report]) -> Result<Report, ReportError> {
     let mut seconds: BTreeMap<u64, SecondRow> = BTreeMap::new();
     let mut faults: Vec<FaultRecord> = Vec::new();
     let (mut ok, mut failed, mut duration_s) = (0, 0, 0.0f64);
+    let (mut scheduled, mut started) = (first.scheduled.map(|_| 0), first.started.map(|_| 0));
+    let (mut unfinished, mut not_started) = (ByPhase::default(), 0);
     let (mut first_failure, mut last_failure) = (None::<f64>, None::<f64>);
     let mut server = None;
     for r in reports {
-        if (&r.mode, &r.target) != (&first.mode, &first.target) {
+        if (&r.mode, &r.target) != (&first.mode, &first.target)
+            || r.scheduled.is_some() != first.scheduled.is_some()
+        {
+            let kind = |r: &Report| {
+                if r.scheduled.is_some() {
+                    "open-loop"
+                } else {
+                    "closed-loop"
+                }
+            };
             return Err(ReportError::Mismatch {
-                a: format!("{} {}", first.mode, first.target),
-                b: format!("{} {}", r.mode, r.target),
+                a: format!("{} {} {}", kind(first), first.mode, first.target),
+                b: format!("{} {} {}", kind(r), r.mode, r.target),
             });
         }
+        r.check()?;
+        scheduled = scheduled.map(|s| s + r.scheduled.unwrap_or(0));
+        started = started.map(|s| s + r.started.unwrap_or(0));
+        unfinished.add(&r.unfinished_by_phase);
+        not_started += r.not_started;
         histogram
             .add(decode_histogram(&r.histogram)?)
             .map_err(|e| ReportError::Histogram {
@@ -257,12 +369,13 @@ pub fn merge(reports: &[Report]) -> Result<Report, ReportError> {
         for row in &r.per_second {
             let m = seconds.entry(row.t).or_insert(SecondRow {
                 t: row.t,
-                ok: 0,
-                failed: 0,
-                p99_us: 0,
+                ..SecondRow::default()
             });
+            m.started += row.started;
             m.ok += row.ok;
             m.failed += row.failed;
+            m.unfinished += row.unfinished;
+            m.not_started += row.not_started;
             m.p99_us = m.p99_us.max(row.p99_us);
         }
         for f in &r.faults {
@@ -284,9 +397,14 @@ pub fn merge(reports: &[Report]) -> Result<Report, ReportError> {
         mode: first.mode.clone(),
         target: first.target.clone(),
         duration_s,
+        scheduled,
+        started,
         ok,
         failed,
         failures,
+        unfinished: unfinished.total(),
+        unfinished_by_phase: unfinished,
+        not_started,
         rate_per_s: rate(ok, duration_s),
         latency_us: Latency::of(&histogram),
         histogram: encode_histogram(&histogram),

@@ -1,5 +1,8 @@
 //! The run as an SVG chart: successes and failures per second on top, p99 latency below, the
-//! faults marked on both (where they were applied).
+//! faults marked on both (where they were applied). The legend carries the run's account
+//! (`scheduled | started = ok + failed + unfinished + not started`), and operations left
+//! unfinished or never started are drawn by the second they were due, so a generator that fell
+//! behind is visible where it fell behind.
 
 use plotters::prelude::*;
 
@@ -26,15 +29,19 @@ fn draw(r: &Report, out: &mut String) -> Result<(), Box<dyn std::error::Error>> 
     let max_rate = r
         .per_second
         .iter()
-        .map(|s| s.ok.max(s.failed))
+        .map(|s| s.ok.max(s.failed).max(s.unfinished).max(s.not_started))
         .max()
         .unwrap_or(1)
         .max(1) as f64
         * 1.15;
+    let total = match r.scheduled {
+        Some(n) => format!("scheduled {n}"),
+        None => format!("started {}", r.total()),
+    };
     let mut chart = ChartBuilder::on(&top)
         .caption(
             format!(
-                "lcs-sim load {} {}: operations per second",
+                "lcs-sim load {} {}: {total} = ok + failed + unfinished + not started",
                 r.mode, r.target
             ),
             ("sans-serif", 20),
@@ -55,15 +62,30 @@ fn draw(r: &Report, out: &mut String) -> Result<(), Box<dyn std::error::Error>> 
             r.per_second.iter().map(|s| (at(s.t), s.ok as f64)),
             GREEN.stroke_width(2),
         ))?
-        .label("ok")
+        .label(format!("ok {}", r.ok))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
     chart
         .draw_series(LineSeries::new(
             r.per_second.iter().map(|s| (at(s.t), s.failed as f64)),
             RED.stroke_width(2),
         ))?
-        .label("failed")
+        .label(format!("failed {}", r.failed))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    let unfinished = RGBColor(230, 140, 0);
+    chart
+        .draw_series(LineSeries::new(
+            r.per_second.iter().map(|s| (at(s.t), s.unfinished as f64)),
+            unfinished.stroke_width(2),
+        ))?
+        .label(format!("unfinished {} (by second due)", r.unfinished))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], unfinished));
+    chart
+        .draw_series(LineSeries::new(
+            r.per_second.iter().map(|s| (at(s.t), s.not_started as f64)),
+            BLACK.mix(0.6).stroke_width(2),
+        ))?
+        .label(format!("not started {} (by second due)", r.not_started))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.6)));
     marks(r, &mut chart, max_rate)?;
     chart
         .configure_series_labels()

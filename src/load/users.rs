@@ -3,8 +3,11 @@
 //! Each user is a task that owns its connection: it REGISTERs, refreshes at half the granted
 //! time, answers requests sent to it (a MESSAGE from another user) with 200, and sends what the
 //! scheduler hands it, matching final responses to its requests by Call-ID. A lost connection is
-//! counted (`connection_lost`), its open requests fail (`closed_before_response`), and the user
-//! reconnects and registers again, so a renewal fault shows as failed reconnections.
+//! counted (`connection_lost`, register mode), its open requests fail (`closed_before_response`),
+//! and the user reconnects and registers again, so a renewal fault shows as failed
+//! reconnections. At the run's deadline a user starts nothing new but keeps reading answers
+//! until the grace period ends; what is still open then is `unfinished` (awaiting response, or
+//! connecting for a MESSAGE whose user had no connection).
 //!
 //! `register` records every REGISTER (first and refreshes) and how many connections are held;
 //! `message` registers everyone first, unrecorded, then sends MESSAGEs at the open-loop rate
@@ -18,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use super::conn::{Ids, Reader, Timeouts, connect, transaction};
-use super::record::{Reason, Recorder};
+use super::record::{Op, Phase, Reason, Recorder};
 use super::target::Target;
 use super::{Shard, sleep_until};
 use crate::clock::monotonic_now;
@@ -45,13 +49,13 @@ pub struct Users {
     pub attempted: AtomicU64,
 }
 
-/// A MESSAGE for a user to send.
+/// A MESSAGE for a user to send: the operation, begun (and counted) when it was handed over.
 #[derive(Debug)]
 pub struct Send {
     /// To whom.
     pub to: Uri,
-    /// When it was due (latency counts from here).
-    pub scheduled: Instant,
+    /// The operation (latency counts from its scheduled time).
+    pub op: Op,
 }
 
 /// The AOR of user `global` (its index across all shards).
@@ -67,16 +71,19 @@ pub fn shard_users(users: u64, shard: Shard) -> Vec<u64> {
         .collect()
 }
 
-/// Starts user `global`'s task; it runs until `deadline`.
+/// Starts user `global`'s task in `tasks`; it starts nothing after `deadline`. The channel is
+/// unbounded, but what travels on it is bounded: each [`Send`] holds one of the generator's
+/// permits for operations in flight.
 pub fn spawn_user(
+    tasks: &mut JoinSet<()>,
     users: Arc<Users>,
     global: u64,
     deadline: Instant,
     recorder: Arc<Recorder>,
-) -> (mpsc::UnboundedSender<Send>, tokio::task::JoinHandle<()>) {
+) -> mpsc::UnboundedSender<Send> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(user(users, global, deadline, recorder, rx));
-    (tx, task)
+    tasks.spawn(user(users, global, deadline, recorder, rx));
+    tx
 }
 
 async fn user(
@@ -92,21 +99,22 @@ async fn user(
         .expect("a valid contact");
     let mut first = true;
     while monotonic_now() < deadline {
-        let start = monotonic_now();
+        let mut op = users
+            .record_registers
+            .then(|| recorder.begin(monotonic_now()));
         let registered = async {
-            let stream = connect(&users.target, users.timeouts.connect).await?;
+            let stream = connect(&users.target, users.timeouts.connect, op.as_mut()).await?;
+            if let Some(op) = op.as_mut() {
+                op.phase(Phase::AwaitingResponse);
+            }
             let mut reader = Reader::new(stream);
             let req = ua.register(&contact, users.expires, &users.ids.next());
             transaction(&mut reader, &req.to_bytes(), users.timeouts.response).await?;
             Ok::<_, Reason>(reader)
         }
         .await;
-        if users.record_registers {
-            recorder.outcome(
-                registered.as_ref().map(|_| ()).map_err(|e| *e),
-                start,
-                monotonic_now(),
-            );
+        if let Some(op) = op {
+            op.finish(registered.as_ref().map(|_| ()).map_err(|e| *e));
         }
         if first {
             first = false;
@@ -117,109 +125,127 @@ async fn user(
             continue;
         };
         users.held.fetch_add(1, Ordering::Relaxed);
-        let lost = hold(
+        hold(
             &users, &ua, &contact, reader, deadline, &recorder, &mut sends,
         )
         .await;
         users.held.fetch_sub(1, Ordering::Relaxed);
-        if lost && monotonic_now() < deadline {
+        // Register mode counts a lost connection as an operation that failed (message mode
+        // counts only MESSAGEs: those the loss cut off fail `closed_before_response`).
+        if users.record_registers && monotonic_now() < deadline {
             recorder.failed(Reason::ConnectionLost, monotonic_now());
         }
     }
 }
 
-/// Serves one registered connection until it is lost (`true`) or the run ends (`false`).
+/// A request of ours awaiting its final response: when it was due, and its operation when it is
+/// recorded.
+type Open = BTreeMap<String, (Instant, Option<Op>)>;
+
+/// Serves one registered connection until it is lost, or, once the run's `deadline` has passed,
+/// until the task is aborted at the end of the grace period. After the deadline it
+/// starts nothing new (no refresh) but still reads the answers to what it sent.
 async fn hold(
     users: &Users,
     ua: &UserAgent,
     contact: &Uri,
     mut reader: Reader<super::conn::Stream>,
     deadline: Instant,
-    recorder: &Recorder,
+    recorder: &Arc<Recorder>,
     sends: &mut mpsc::UnboundedReceiver<Send>,
-) -> bool {
-    // Call-ID → (scheduled, recorded?) of our open requests.
-    let mut open: BTreeMap<String, (Instant, bool)> = BTreeMap::new();
+) {
+    let mut open = Open::new();
     let refresh_every = Duration::from_secs(u64::from(users.expires.max(2) / 2));
     let mut refresh =
         tokio::time::interval_at((monotonic_now() + refresh_every).into(), refresh_every);
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     let end = tokio::time::sleep_until(deadline.into());
     tokio::pin!(end);
-    let lost = loop {
-        let out: Option<(Vec<u8>, String, Instant, bool)> = tokio::select! {
+    let mut ended = false;
+    loop {
+        let out: Option<(Vec<u8>, String, Instant, Option<Op>)> = tokio::select! {
             biased;
-            () = &mut end => break false,
+            () = &mut end, if !ended => {
+                ended = true;
+                None
+            }
             message = reader.next() => match message {
                 Ok(Message::Response(r)) => {
-                    finish(&r, &mut open, recorder);
+                    finish(&r, &mut open);
                     None
                 }
                 Ok(Message::Request(req)) => {
                     let ok = Response::for_request(&req, 200).with_to_tag("load");
-                    Some((ok.to_bytes(), String::new(), monotonic_now(), false))
+                    Some((ok.to_bytes(), String::new(), monotonic_now(), None))
                 }
-                Err(_) => break true,
+                Err(_) => break,
             },
-            Some(send) = sends.recv() => {
+            Some(mut send) = sends.recv() => {
                 let ids = users.ids.next();
                 let m = ua.message(&send.to, "text/plain", "load", &ids);
-                Some((m.to_bytes(), ids.call_id, send.scheduled, true))
+                send.op.phase(Phase::AwaitingResponse);
+                Some((m.to_bytes(), ids.call_id, send.op.since(), Some(send.op)))
             }
-            _ = refresh.tick() => {
+            _ = refresh.tick(), if !ended => {
                 let ids = users.ids.next();
                 let r = ua.register(contact, users.expires, &ids);
-                Some((r.to_bytes(), ids.call_id, monotonic_now(), users.record_registers))
+                let now = monotonic_now();
+                let op = users.record_registers.then(|| {
+                    let mut op = recorder.begin(now);
+                    op.phase(Phase::AwaitingResponse);
+                    op
+                });
+                Some((r.to_bytes(), ids.call_id, now, op))
             }
             _ = sweep.tick() => {
-                expire(&mut open, users.timeouts.response, recorder);
+                expire(&mut open, users.timeouts.response);
                 None
             }
         };
-        if let Some((bytes, call_id, scheduled, recorded)) = out {
+        if let Some((bytes, call_id, since, op)) = out {
             if !call_id.is_empty() {
-                open.insert(call_id, (scheduled, recorded));
+                open.insert(call_id, (since, op));
             }
             if reader.get_mut().write_all(&bytes).await.is_err() {
-                break true;
+                break;
             }
         }
-    };
-    let now = monotonic_now();
-    for (_, (_, recorded)) in open {
-        if recorded && lost && now < deadline {
-            recorder.failed(Reason::ClosedBeforeResponse, now);
+    }
+    for (_, (_, op)) in open {
+        if let Some(op) = op {
+            op.finish(Err(Reason::ClosedBeforeResponse));
         }
     }
-    lost
 }
 
-fn finish(r: &Response, open: &mut BTreeMap<String, (Instant, bool)>, recorder: &Recorder) {
+fn finish(r: &Response, open: &mut Open) {
     if !r.is_final() {
         return;
     }
     let Some(call_id) = r.headers.get("Call-ID") else {
         return;
     };
-    if let Some((scheduled, true)) = open.remove(call_id) {
-        let result = if (200..300).contains(&r.status) {
+    if let Some((_, Some(op))) = open.remove(call_id) {
+        op.finish(if (200..300).contains(&r.status) {
             Ok(())
         } else {
             Err(Reason::Sip(r.status))
-        };
-        recorder.outcome(result, scheduled, monotonic_now());
+        });
     }
 }
 
-fn expire(open: &mut BTreeMap<String, (Instant, bool)>, timeout: Duration, recorder: &Recorder) {
+fn expire(open: &mut Open, timeout: Duration) {
     let now = monotonic_now();
-    open.retain(|_, (scheduled, recorded)| {
-        let late = now.saturating_duration_since(*scheduled) > timeout;
-        if late && *recorded {
-            recorder.failed(Reason::ResponseTimeout, now);
+    let late: Vec<String> = open
+        .iter()
+        .filter(|(_, (since, _))| now.saturating_duration_since(*since) > timeout)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in late {
+        if let Some((_, Some(op))) = open.remove(&k) {
+            op.finish(Err(Reason::ResponseTimeout));
         }
-        !late
-    });
+    }
 }
 
 /// Which user sends the `i`-th MESSAGE and to whom: every user in turn, to every other in turn,
