@@ -170,15 +170,38 @@ async fn bad_input_exits_2_with_a_message() {
             "--ca",
         ),
         (
+            format!("load handshake --deployment {dir} --duration 2s --at 5s=renew"),
+            "after the end of the run",
+        ),
+        (
+            format!("load handshake --deployment {dir} --duration 2s --at 2s=fix-live"),
+            "after the end of the run",
+        ),
+        (
+            format!("load handshake --deployment {dir} --duration 2s --at 1s=grant:Nobody"),
+            "unknown principal `Nobody`",
+        ),
+        (
+            format!("load handshake --deployment {dir} --duration 2s --at 1s=revoke:RTCSevice"),
+            "--at 1s=revoke:RTCSevice",
+        ),
+        (
             format!("load merge {dir}/lcs.toml"),
             "not a `lcs-sim load --format json` report",
         ),
     ];
+    let index = d.root().join("store/index.json");
+    let before = std::fs::read(&index).unwrap();
     for (line, needle) in cases {
         let out = lcs_sim(args(&line)).await;
         assert_eq!(out.status.code(), Some(2), "{line}: {}", stderr(&out));
         assert!(stderr(&out).contains(needle), "{line}: {}", stderr(&out));
     }
+    assert_eq!(
+        std::fs::read(&index).unwrap(),
+        before,
+        "nothing was changed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

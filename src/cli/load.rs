@@ -298,11 +298,7 @@ pub fn run(cmd: LoadCommand) -> CmdResult {
             humantime::format_duration(options.duration)
         )));
     }
-    if !options.faults.is_empty() && target.deployment.is_none() {
-        return Err(super::Failure::input(anyhow!(
-            "--at needs --deployment DIR: faults are applied to a deployment's store"
-        )));
-    }
+    check_faults(&options, target.deployment.as_deref())?;
     let target_options = TargetOptions {
         target: target.target,
         ca: target.ca,
@@ -357,6 +353,43 @@ fn warn(r: &Report, max_in_flight: usize) {
             r.unfinished, p.connecting, p.handshaking, p.awaiting_response
         );
     }
+}
+
+/// Refuses, before anything is sent or changed, faults the run could not apply as asked: any
+/// fault without a deployment, one due at or after the end of the run (it would change the
+/// deployment after the load stopped and leave it so), and a grant or revoke of a principal
+/// `lcs-sim store grant` would refuse (the same check: a likely typo).
+fn check_faults(o: &LoadOptions, deployment: Option<&std::path::Path>) -> CmdResult {
+    if o.faults.is_empty() {
+        return Ok(());
+    }
+    let Some(dir) = deployment else {
+        return Err(Failure::input(anyhow!(
+            "--at needs --deployment DIR: faults are applied to a deployment's store"
+        )));
+    };
+    if let Some(f) = o.faults.iter().find(|f| f.at >= o.duration) {
+        return Err(Failure::input(anyhow!(
+            "--at {}={}: due at or after the end of the run (--duration {}); the load would have stopped and the deployment would be left changed; nothing was sent",
+            humantime::format_duration(f.at),
+            f.action,
+            humantime::format_duration(o.duration)
+        )));
+    }
+    let d = lcs_sim::deployment::Deployment::open(dir)?;
+    for f in &o.faults {
+        if let load::FaultAction::Grant(p) | load::FaultAction::Revoke(p) = &f.action {
+            super::store::check_principal_name(&d, p, false).map_err(|e| Failure {
+                code: e.code,
+                error: e.error.context(format!(
+                    "--at {}={}",
+                    humantime::format_duration(f.at),
+                    f.action
+                )),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn options(mode: Mode, run: &RunArgs, load: Load, users: u64, expires: u32) -> LoadOptions {

@@ -195,13 +195,21 @@ fn open(dir: &Path) -> Result<Deployment, super::Failure> {
 /// `store grant demo 7A3F RTCSevice` must not quietly add a typo to the ACL. Known are SYSTEM,
 /// Administrators, the service principal of lcs.toml and everyone on some key's ACL.
 fn check_principal(d: &Deployment, a: &AclArgs) -> CmdResult {
-    let principal = a.principal.as_str();
+    check_principal_name(d, &a.principal, a.new_principal)
+}
+
+/// [`check_principal`] for a name from elsewhere (`load --at T=grant:PRINCIPAL`).
+pub(super) fn check_principal_name(
+    d: &Deployment,
+    principal: &str,
+    new_principal: bool,
+) -> CmdResult {
     if principal.trim().is_empty() || principal.chars().any(char::is_control) {
         return Err(super::Failure::input(anyhow::anyhow!(
             "the principal must be an account or group name, e.g. RTCService; got {principal:?}; nothing was changed"
         )));
     }
-    if a.new_principal {
+    if new_principal {
         return Ok(());
     }
     let store = d.store().load()?;
