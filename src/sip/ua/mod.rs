@@ -286,6 +286,22 @@ impl Agent {
 
     /// Fires what is due at `now`: transaction timeouts, then a registration refresh.
     pub fn handle_timeout(&mut self, now: Instant, ids: IdSource) {
+        self.expire(now);
+        let due = self
+            .registration
+            .as_ref()
+            .and_then(|r| r.refresh_at)
+            .is_some_and(|at| at <= now);
+        if due && self.connected {
+            self.send_register(now, ids);
+        }
+    }
+
+    /// Fires only the transaction timeouts due at `now`; a refresh that is due waits for
+    /// [`Agent::handle_timeout`]. For a shell that looks for lost answers whenever it wakes
+    /// (after reading, say) but makes requests only when its own timer fires, as the
+    /// simulation's users do: its requests then go out at the moments they always did.
+    pub fn expire(&mut self, now: Instant) {
         let expired: Vec<String> = self
             .outstanding
             .iter()
@@ -298,14 +314,6 @@ impl Agent {
                 self.registered = false;
             }
             self.event(AgentEvent::TimedOut { request: o.id });
-        }
-        let due = self
-            .registration
-            .as_ref()
-            .and_then(|r| r.refresh_at)
-            .is_some_and(|at| at <= now);
-        if due && self.connected {
-            self.send_register(now, ids);
         }
     }
 

@@ -158,6 +158,35 @@ fn register_refreshes_at_half_the_granted_time_on_one_call_id() {
 }
 
 #[test]
+fn expire_fires_timeouts_but_leaves_a_due_refresh_to_handle_timeout() {
+    let (t0, mut ids) = (base(), counter());
+    let mut a = agent();
+    a.connection_up(t0, &mut ids);
+    a.register(t0, contact(), 60, &mut ids);
+    let (sent, _) = drain(&mut a);
+    a.receive(t0, &Response::for_request(&sent[0], 200).to_bytes());
+    let req = message(&a, &mut ids);
+    let msg = a.send(t0, &req).unwrap();
+    drain(&mut a);
+    // At 40 s the MESSAGE is past its 32 s timeout and the refresh (30 s) is due.
+    let later = t0 + Duration::from_secs(40);
+    a.expire(later);
+    let (written, events) = drain(&mut a);
+    assert_eq!(written, vec![], "expire makes no request");
+    assert_eq!(
+        events,
+        vec![Output::Event(AgentEvent::TimedOut { request: msg })]
+    );
+    assert!(a.is_registered(), "the binding is untouched");
+    assert_eq!(a.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+    a.handle_timeout(later, &mut ids);
+    let (refresh, events) = drain(&mut a);
+    assert_eq!(events, vec![]);
+    assert_eq!(refresh.len(), 1);
+    assert_eq!(refresh[0].headers.cseq().unwrap().seq, 2);
+}
+
+#[test]
 fn losing_the_connection_abandons_everything_and_reregisters_on_the_next() {
     let (t0, mut ids) = (base(), counter());
     let mut a = agent();
