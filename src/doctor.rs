@@ -238,10 +238,7 @@ fn cert_users(config: &Config) -> impl Iterator<Item = (&str, &CertRef, Usage)> 
 /// The findings about the certificate `lcs.toml` names for one connection.
 fn configured(inputs: &Inputs<'_>, id: &str, reference: &CertRef, usage: Usage) -> Vec<Finding> {
     let store = inputs.store;
-    let Some(cert) = store
-        .list(true)
-        .find(|c| c.info.serial == reference.serial && c.info.issuer == reference.issuer)
-    else {
+    let Some(cert) = store.find_including_archived(&reference.issuer, &reference.serial) else {
         return vec![unknown_certificate(inputs, id, reference, usage)];
     };
     let mut out = Vec::new();
@@ -277,22 +274,6 @@ fn need<'a>(inputs: &Inputs<'a>, usage: Usage) -> Need<'a> {
     }
 }
 
-/// The newest certificate along `cert`'s `renewed_by` links (bounded by the store's size).
-fn newest<'s>(store: &'s Store, cert: &'s StoredCert) -> Option<&'s StoredCert> {
-    let mut at = cert;
-    for _ in 0..store.list(true).count() {
-        match at
-            .renewed_by
-            .as_ref()
-            .and_then(|t| store.find(t.as_str()).ok())
-        {
-            Some(next) => at = next,
-            None => break,
-        }
-    }
-    (at.thumbprint() != cert.thumbprint()).then_some(at)
-}
-
 /// The renewal event (1001) that archived `old`, for when and how.
 fn renewal_of<'e>(events: &'e [Event], old: &Thumbprint) -> Option<&'e Event> {
     events.iter().rev().find(|e| {
@@ -303,7 +284,7 @@ fn renewal_of<'e>(events: &'e [Event], old: &Thumbprint) -> Option<&'e Event> {
 
 /// The archived reference, and the successor's unreadable key if it is.
 fn archived(inputs: &Inputs<'_>, id: &str, cert: &StoredCert) -> (Finding, Option<Finding>) {
-    let successor = newest(inputs.store, cert);
+    let successor = inputs.store.successor(cert.thumbprint());
     let how = match renewal_of(inputs.events, cert.thumbprint()) {
         Some(e) => {
             let policy = e

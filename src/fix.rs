@@ -121,26 +121,14 @@ pub fn plan(config: &Config, store: &Store, scope: &[String]) -> FixPlan {
         if !scope.is_empty() && !scope.iter().any(|s| s == id) {
             continue;
         }
-        let Some(configured) = store
-            .list(true)
-            .find(|c| c.info.serial == reference.serial && c.info.issuer == reference.issuer)
+        let Some(configured) = store.find_including_archived(&reference.issuer, &reference.serial)
         else {
             out.unresolved.push((id.to_string(), reference.clone()));
             continue;
         };
-        let mut target = configured;
-        // Bounded by the store's size: loading refuses cyclic links, this keeps a hand-built
-        // store from looping too.
-        for _ in 0..store.list(true).count() {
-            match target
-                .renewed_by
-                .as_ref()
-                .and_then(|t| store.find(t.as_str()).ok())
-            {
-                Some(next) => target = next,
-                None => break,
-            }
-        }
+        let target = store
+            .successor(configured.thumbprint())
+            .unwrap_or(configured);
         let thumbprint = target.thumbprint().clone();
         out.targets.push((id.to_string(), thumbprint.clone()));
         if target.info.thumbprint != configured.info.thumbprint {

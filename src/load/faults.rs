@@ -255,21 +255,14 @@ use crate::clock::Clock as _;
 /// The certificate `reference` names, archived or not.
 fn configured(store: &Store, reference: &CertRef) -> Option<Thumbprint> {
     store
-        .list(true)
-        .find(|c| c.info.serial == reference.serial && c.info.issuer == reference.issuer)
+        .find_including_archived(&reference.issuer, &reference.serial)
         .map(|c| c.thumbprint().clone())
 }
 
 /// The active end of the renewal chain starting at `reference`.
 fn active_of(store: &Store, reference: &CertRef) -> Option<Thumbprint> {
-    let mut t = configured(store, reference)?;
-    for _ in 0..store.list(true).count() {
-        match store.find(t.as_str()).ok()?.renewed_by.clone() {
-            Some(next) => t = next,
-            None => break,
-        }
-    }
-    Some(t)
+    let configured = store.find_including_archived(&reference.issuer, &reference.serial)?;
+    Some(store.newest(configured.thumbprint())?.thumbprint().clone())
 }
 
 /// The KB836410 fix on the running `serve` of `dir`, as `lcs-sim fix DIR --live` does it:

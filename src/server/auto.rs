@@ -21,22 +21,8 @@ use tokio::sync::watch;
 use crate::config::CertRef;
 use crate::eventlog::{Level, ids};
 use crate::pki::Thumbprint;
-use crate::store::{Store, StoredCert};
 
 use super::service::{OnRebound, RebindTarget, Rebound, ServiceHandle};
-
-/// The newest certificate in `thumbprint`'s chain of renewals, if it was renewed.
-pub fn newest_successor<'s>(store: &'s Store, thumbprint: &Thumbprint) -> Option<&'s StoredCert> {
-    let mut current = store.find(thumbprint.as_str()).ok()?;
-    // The store refuses renewal cycles; the bound is a second guard.
-    for _ in 0..1000 {
-        match &current.renewed_by {
-            Some(next) => current = store.find(next.as_str()).ok()?,
-            None => break,
-        }
-    }
-    (current.thumbprint() != thumbprint).then_some(current)
-}
 
 /// Runs until the task is dropped: on every change of the store, rebinds each connection whose
 /// bound certificate was renewed to its newest usable successor.
@@ -68,7 +54,7 @@ pub(crate) fn step(
     let snapshot = handle.store.snapshot();
     let mut targets = Vec::new();
     for (id, credential) in &handle.credentials {
-        let Some(next) = newest_successor(&snapshot.store, &credential.thumbprint()) else {
+        let Some(next) = snapshot.store.successor(&credential.thumbprint()) else {
             continue;
         };
         let to = CertRef {

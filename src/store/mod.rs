@@ -15,6 +15,7 @@
 //! a running server in another process never sees half a change.
 
 mod acl;
+mod chain;
 mod disk;
 mod error;
 mod model;

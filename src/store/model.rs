@@ -451,6 +451,12 @@ impl Store {
         Ok(Self { certs, keys })
     }
 
+    /// The `i`th certificate, unchecked: for tests of what loading refuses (cycles, broken links).
+    #[cfg(test)]
+    pub(super) fn cert_mut(&mut self, i: usize) -> &mut StoredCert {
+        &mut self.certs[i]
+    }
+
     fn container_of(&self, thumbprint: &Thumbprint) -> Result<&KeyContainer, StoreError> {
         let cert = self.find(thumbprint.as_str())?;
         Ok(self
