@@ -119,6 +119,7 @@ fn options(load: Load, duration: Duration) -> LoadOptions {
         server_pid: None,
         grace: load::default_grace(&Default::default()),
         max_in_flight: load::default_max_in_flight(Mode::Handshake),
+        run_id: "bench".into(),
     }
 }
 

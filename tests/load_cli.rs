@@ -40,6 +40,10 @@ async fn json_fields_csv_header_and_health_gates() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     let mut want = [
+        "run_id",
+        "shards",
+        "shard_count",
+        "settings_digest",
         "mode",
         "target",
         "duration_s",
@@ -186,6 +190,14 @@ async fn bad_input_exits_2_with_a_message() {
             "--at 1s=revoke:RTCSevice",
         ),
         (
+            format!("load handshake --deployment {dir} --shard 0/2"),
+            "--run-id",
+        ),
+        (
+            format!("load handshake --deployment {dir} --run-id a/b"),
+            "not a run id",
+        ),
+        (
             format!("load merge {dir}/lcs.toml"),
             "not a `lcs-sim load --format json` report",
         ),
@@ -211,7 +223,7 @@ async fn merge_of_shard_files_sums_them() {
     let mut files = Vec::new();
     for i in 0..2 {
         let line = format!(
-            "load handshake --deployment {} --target {} --rate 40 --duration 1s --shard {i}/2 --quiet --format json",
+            "load handshake --deployment {} --target {} --rate 40 --duration 1s --shard {i}/2 --run-id merge-test --quiet --format json",
             d.root().display(),
             live.addr("tls-5061")
         );
@@ -241,6 +253,55 @@ async fn merge_of_shard_files_sums_them() {
     assert_eq!(m.scheduled, Some(a.total() + b.total()));
     m.check().unwrap();
     assert_eq!(m, lcs_sim::load::merge(&[a, b]).unwrap());
+
+    // Not shards of one run: the same shard twice, another run, other settings; exit 2 naming
+    // both files.
+    let copy = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&files[1]).unwrap()).unwrap();
+        edit(&mut v);
+        let path = tmp.path().join(name);
+        std::fs::write(&path, v.to_string()).unwrap();
+        path
+    };
+    let other_run = copy("other-run.json", &|v| v["run_id"] = "another".into());
+    let other_settings = copy("other-settings.json", &|v| {
+        v["settings_digest"] = "00112233445566778899aabbccddeeff".into()
+    });
+    let cases = [
+        (&files[1], "both hold shard 1 of run merge-test"),
+        (&other_run, "different runs (merge-test and another)"),
+        (&other_settings, "different settings"),
+    ];
+    for (second, needle) in cases {
+        let out = lcs_sim(vec![
+            "load".into(),
+            "merge".into(),
+            files[1].display().to_string(),
+            second.display().to_string(),
+        ])
+        .await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "{err}");
+        assert!(
+            err.contains(&format!("{} and {}", files[1].display(), second.display())),
+            "{err}"
+        );
+    }
+    // One shard of two: merged, with a warning that the other is missing.
+    let out = lcs_sim(vec![
+        "load".into(),
+        "merge".into(),
+        files[1].display().to_string(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 of the 2 shards of run merge-test merged; missing: 0"),
+        "{}",
+        stderr(&out)
+    );
 
     // A report whose counts do not add up is refused, naming the file.
     let mut v: serde_json::Value =
@@ -382,6 +443,14 @@ fn the_example_kubernetes_job_shards_the_load() {
         "{script}"
     );
     assert!(script.contains("lcs-sim load ") && script.contains("--format json"));
+    // Every pod of one Job shares its run id (the Job's uid), and a new Job has another.
+    assert!(script.contains("--run-id \"$RUN_ID\""), "{script}");
+    let env = &container["env"][0];
+    assert_eq!(env["name"], "RUN_ID");
+    assert_eq!(
+        env["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['batch.kubernetes.io/controller-uid']"
+    );
     assert!(
         script.contains("--quiet"),
         "pod logs carry stdout and stderr: no progress lines"

@@ -34,6 +34,7 @@ fn options(mode: Mode, load: Load, secs: f64) -> LoadOptions {
         server_pid: None,
         grace: Duration::from_millis(500),
         max_in_flight: 1024,
+        run_id: "test-run".into(),
     }
 }
 

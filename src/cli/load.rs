@@ -94,8 +94,12 @@ struct RunArgs {
     duration: Duration,
     /// Shard INDEX/COUNT of a run spread over COUNT processes (from 0, e.g. 0/4): disjoint users
     /// and Call-IDs, the rate and users divided. Merge the JSON reports with `load merge`.
-    #[arg(long, value_name = "I/N")]
+    #[arg(long, value_name = "I/N", requires = "run_id")]
     shard: Option<Shard>,
+    /// The run's id in its report, the same for every shard of a run (required with --shard),
+    /// so that `load merge` refuses shards of other runs (default: random).
+    #[arg(long, value_name = "ID", value_parser = run_id)]
+    run_id: Option<String>,
     /// A fault at a time from the start (repeatable; needs --deployment): T=renew[:POLICY],
     /// T=grant:PRINCIPAL, T=revoke:PRINCIPAL, T=fix-live.
     #[arg(long = "at", value_name = "T=ACTION")]
@@ -213,6 +217,27 @@ pub struct MergeArgs {
     /// Also draw the merged run to this SVG file.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+}
+
+/// A run id: 1 to 64 letters, digits, `.`, `_` or `-` (it names files and jobs).
+fn run_id(s: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a run id: 1 to 64 letters, digits, `.`, `_` or `-`"
+        ))
+    }
+}
+
+/// A random run id, for a run that is not sharded.
+fn random_run_id() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).expect("the OS random source");
+    hex::encode(bytes)
 }
 
 /// A grace period: a [`positive_duration`], or zero (`0`, `0s`) for none.
@@ -414,6 +439,7 @@ fn options(mode: Mode, run: &RunArgs, load: Load, users: u64, expires: u32) -> L
         max_in_flight: run
             .max_in_flight
             .map_or_else(|| load::default_max_in_flight(mode), |n| n as usize),
+        run_id: run.run_id.clone().unwrap_or_else(random_run_id),
     }
 }
 
@@ -481,11 +507,16 @@ fn text(r: &Report) -> String {
         (None, n) => format!("started {}", n.unwrap_or(0)),
     };
     let p = &r.unfinished_by_phase;
+    let shards: Vec<String> = r.shards.iter().map(u32::to_string).collect();
     let mut s = format!(
-        "lcs-sim load {} against {} for {:.1} s\n  {total} = ok {} + failed {} + unfinished {} + not started {}  rate {:.1}/s\n  unfinished by phase: connecting {}  handshaking {}  awaiting response {}\n  latency p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
+        "lcs-sim load {} against {} for {:.1} s (run {}, shard {} of {}, settings {})\n  {total} = ok {} + failed {} + unfinished {} + not started {}  rate {:.1}/s\n  unfinished by phase: connecting {}  handshaking {}  awaiting response {}\n  latency p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
         r.mode,
         r.target,
         r.duration_s,
+        r.run_id,
+        shards.join(","),
+        r.shard_count,
+        r.settings_digest,
         r.ok,
         r.failed,
         r.unfinished,
@@ -588,6 +619,32 @@ fn merge(args: MergeArgs) -> CmdResult {
         r.check()
             .map_err(|e| Failure::input(anyhow!("{}: {e}", path.display())))?;
         reports.push(r);
+    }
+    load::report::check_identities(&reports).map_err(|c| {
+        let name = |i: usize| args.files[i].display().to_string();
+        Failure::input(anyhow!(
+            "{} and {}: {}",
+            name(c.first),
+            name(c.second),
+            c.kind
+        ))
+    })?;
+    let have: std::collections::BTreeSet<u32> =
+        reports.iter().flat_map(|r| r.shards.clone()).collect();
+    if let Some(r) = reports.first()
+        && have.len() < r.shard_count as usize
+    {
+        let missing: Vec<String> = (0..r.shard_count)
+            .filter(|i| !have.contains(i))
+            .map(|i| i.to_string())
+            .collect();
+        eprintln!(
+            "warning: {} of the {} shards of run {} merged; missing: {}",
+            have.len(),
+            r.shard_count,
+            r.run_id,
+            missing.join(", ")
+        );
     }
     let merged = load::merge(&reports)?;
     output(&merged, args.format, args.svg.as_ref())

@@ -134,6 +134,44 @@ pub struct LoadOptions {
     pub grace: Duration,
     /// Open loop: the most operations in flight at once (each handshake holds a socket).
     pub max_in_flight: usize,
+    /// The run this is (a shard of): the same for every shard, so `merge` can tell them from
+    /// another run's.
+    pub run_id: String,
+}
+
+impl LoadOptions {
+    /// A digest of the settings every shard of one run shares (all but the shard's index and
+    /// the server's pid), against `target`: SHA-256 of a canonical text, 16 bytes in hex.
+    pub fn settings_digest(&self, target: &str) -> String {
+        let load = match self.load {
+            Load::Closed(n) => format!("closed {n}"),
+            Load::Open(r) => format!("open {r:?}"),
+        };
+        let mut faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|f| format!("{:?}={}", f.at, f.action))
+            .collect();
+        faults.sort();
+        let text = format!(
+            "mode={}\ntarget={target}\nduration={:?}\nload={load}\nno_request={}\nusers={}\nfederated={:?} {}\nexpires={}\nshards={}\ntimeouts={:?} {:?}\ngrace={:?}\nmax_in_flight={}\nfaults={}\n",
+            self.mode.name(),
+            self.duration,
+            self.no_request,
+            self.users,
+            self.federated_ratio,
+            self.federated_domain,
+            self.expires,
+            self.shard.count,
+            self.timeouts.connect,
+            self.timeouts.response,
+            self.grace,
+            self.max_in_flight,
+            faults.join(",")
+        );
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        hex::encode(&digest.as_ref()[..16])
+    }
 }
 
 /// The default grace period: the response timeout, capped at [`MAX_DEFAULT_GRACE`].
@@ -190,8 +228,11 @@ pub async fn run(target: Target, o: LoadOptions, recorder: Arc<Recorder>) -> Rep
     let records = faults.await.unwrap_or_default();
     let info = RunInfo {
         mode: o.mode.name().into(),
+        settings_digest: o.settings_digest(&label),
         target: label,
         duration_s: o.duration.as_secs_f64(),
+        run_id: o.run_id.clone(),
+        shard: o.shard,
     };
     let mut report = Report::new(info, &recorder.snapshot(), records);
     report.server = server;
@@ -318,4 +359,48 @@ async fn apply_faults(target: Target, faults: Vec<Fault>, start: Instant) -> Vec
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_of_one_run_share_a_settings_digest_and_other_settings_do_not() {
+        let o = LoadOptions {
+            mode: Mode::Handshake,
+            duration: Duration::from_secs(5),
+            load: Load::Open(200.0),
+            no_request: false,
+            users: 0,
+            federated_ratio: 0.0,
+            federated_domain: "fabrikam.com".into(),
+            expires: 600,
+            shard: Shard { index: 0, count: 2 },
+            timeouts: conn::Timeouts::default(),
+            faults: Vec::new(),
+            server_pid: Some(1),
+            grace: Duration::from_secs(2),
+            max_in_flight: 1024,
+            run_id: "r".into(),
+        };
+        let digest = o.settings_digest("127.0.0.1:5061");
+        let other_shard = LoadOptions {
+            shard: Shard { index: 1, count: 2 },
+            server_pid: None,
+            ..o.clone()
+        };
+        assert_eq!(other_shard.settings_digest("127.0.0.1:5061"), digest);
+        let faster = LoadOptions {
+            load: Load::Open(201.0),
+            ..o.clone()
+        };
+        assert_ne!(faster.settings_digest("127.0.0.1:5061"), digest);
+        assert_ne!(o.settings_digest("127.0.0.1:5062"), digest);
+        let four = LoadOptions {
+            shard: Shard { index: 0, count: 4 },
+            ..o.clone()
+        };
+        assert_ne!(four.settings_digest("127.0.0.1:5061"), digest);
+    }
 }

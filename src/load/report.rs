@@ -88,6 +88,14 @@ pub struct ServerMemory {
 /// The result of one run (or of several shards merged).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The run (`--run-id`), the same in every shard of it.
+    pub run_id: String,
+    /// The shards this report holds (one, or several once merged), from 0.
+    pub shards: Vec<u32>,
+    /// How many shards the run has.
+    pub shard_count: u32,
+    /// A digest of the settings the shards share ([`LoadOptions::settings_digest`](super::LoadOptions::settings_digest)).
+    pub settings_digest: String,
     /// `handshake`, `register` or `message`.
     pub mode: String,
     /// The target, `HOST:PORT`.
@@ -152,6 +160,94 @@ pub enum ReportError {
     /// The counts do not add up.
     #[error("the counts do not add up: {0}")]
     Unbalanced(String),
+    /// Two reports that are not shards of one run.
+    #[error("reports {} and {} (from 1): {}", .0.first + 1, .0.second + 1, .0.kind)]
+    Clash(Clash),
+}
+
+/// Two of the reports given to [`merge`] that cannot be merged, by their positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clash {
+    /// The earlier report's position.
+    pub first: usize,
+    /// The later one's.
+    pub second: usize,
+    /// What is wrong.
+    pub kind: ClashKind,
+}
+
+/// Why two reports cannot be merged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClashKind {
+    /// The same shard twice.
+    #[error("both hold shard {shard} of run {run}: a shard is merged once")]
+    Duplicate {
+        /// The run.
+        run: String,
+        /// The shard.
+        shard: u32,
+    },
+    /// Different runs.
+    #[error("are of different runs ({a} and {b}): merge the shards of one run")]
+    MixedRuns {
+        /// The earlier report's run.
+        a: String,
+        /// The later one's.
+        b: String,
+    },
+    /// One run, different settings.
+    #[error(
+        "are of run {run} with different settings (digest {a} and {b}; shards {ca} and {cb}): start every shard with the same flags"
+    )]
+    MixedSettings {
+        /// The run.
+        run: String,
+        /// The earlier report's settings digest.
+        a: String,
+        /// The later one's.
+        b: String,
+        /// The earlier report's shard count.
+        ca: u32,
+        /// The later one's.
+        cb: u32,
+    },
+}
+
+/// Checks that `reports` are distinct shards of one run with one set of settings.
+pub fn check_identities(reports: &[Report]) -> Result<(), Clash> {
+    for (second, r) in reports.iter().enumerate() {
+        for (first, q) in reports[..second].iter().enumerate() {
+            let clash = |kind| {
+                Err(Clash {
+                    first,
+                    second,
+                    kind,
+                })
+            };
+            if q.run_id != r.run_id {
+                return clash(ClashKind::MixedRuns {
+                    a: q.run_id.clone(),
+                    b: r.run_id.clone(),
+                });
+            }
+            if (&q.settings_digest, q.shard_count) != (&r.settings_digest, r.shard_count) {
+                return clash(ClashKind::MixedSettings {
+                    run: r.run_id.clone(),
+                    a: q.settings_digest.clone(),
+                    b: r.settings_digest.clone(),
+                    ca: q.shard_count,
+                    cb: r.shard_count,
+                });
+            }
+            if let Some(&shard) = q.shards.iter().find(|s| r.shards.contains(s)) {
+                return clash(ClashKind::Duplicate {
+                    run: r.run_id.clone(),
+                    shard,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Encodes a histogram as V2 + base64.
@@ -175,6 +271,12 @@ pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, ReportError> {
 /// What a run was.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
+    /// The run's id.
+    pub run_id: String,
+    /// This shard.
+    pub shard: super::Shard,
+    /// [`LoadOptions::settings_digest`](super::LoadOptions::settings_digest).
+    pub settings_digest: String,
     /// `handshake`, `register` or `message`.
     pub mode: String,
     /// `HOST:PORT`.
@@ -210,6 +312,10 @@ impl Report {
             )
         });
         Report {
+            run_id: info.run_id,
+            shards: vec![info.shard.index],
+            shard_count: info.shard.count,
+            settings_digest: info.settings_digest,
             mode: info.mode,
             target: info.target,
             duration_s: info.duration_s,
@@ -325,6 +431,9 @@ fn rate(ok: u64, secs: f64) -> f64 {
 /// percentiles are those of all operations), seconds aligned by `t`, faults and outage combined.
 pub fn merge(reports: &[Report]) -> Result<Report, ReportError> {
     let first = reports.first().ok_or(ReportError::Empty)?;
+    check_identities(reports).map_err(ReportError::Clash)?;
+    let mut shards: Vec<u32> = reports.iter().flat_map(|r| r.shards.clone()).collect();
+    shards.sort_unstable();
     let mut histogram = new_histogram();
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     let mut seconds: BTreeMap<u64, SecondRow> = BTreeMap::new();
@@ -394,6 +503,10 @@ pub fn merge(reports: &[Report]) -> Result<Report, ReportError> {
     let outage = (!faults.is_empty())
         .then(|| outage(&faults, &per_second, &failures, first_failure, last_failure));
     Ok(Report {
+        run_id: first.run_id.clone(),
+        shards,
+        shard_count: first.shard_count,
+        settings_digest: first.settings_digest.clone(),
         mode: first.mode.clone(),
         target: first.target.clone(),
         duration_s,
