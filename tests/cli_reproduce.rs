@@ -381,3 +381,55 @@ fn an_output_that_cannot_be_written_exits_3_not_bad_input() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("chart.svg"), "names the file: {stderr}");
 }
+
+/// `--seeds 0..18446744073709551615` takes seeds as it runs them (issue 15 §5): after two
+/// seconds of CPU time the sweep is still running with its memory far below what collecting the
+/// range would take (the old code's Vec of seeds passed 4 GiB within seconds).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_widest_seed_range_runs_in_bounded_memory() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "small.toml", SMALL);
+    let mut child = Command::new(common::cli::LCS)
+        .args(["reproduce", "--scenario", &file, "--jobs", "1"])
+        .args(["--seeds", "0..18446744073709551615"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc = format!("/proc/{}", child.id());
+    let limit_kib = 512 * 1024;
+    let ticks_per_s = 100; // USER_HZ on Linux
+    let outcome = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Err(format!("the sweep ended: {status}"));
+        }
+        let status = std::fs::read_to_string(format!("{proc}/status")).unwrap_or_default();
+        let rss_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        if rss_kib > limit_kib {
+            break Err(format!("{rss_kib} KiB resident"));
+        }
+        let stat = std::fs::read_to_string(format!("{proc}/stat")).unwrap_or_default();
+        let cpu: u64 = stat
+            .rsplit(')')
+            .next()
+            .map(|rest| rest.split_whitespace().skip(11).take(2))
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum();
+        if cpu >= 2 * ticks_per_s {
+            break Ok(rss_kib);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let rss = outcome.unwrap();
+    assert!(rss > 0 && rss < limit_kib, "{rss} KiB");
+}

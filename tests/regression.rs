@@ -4,6 +4,8 @@
 //!
 //! The assertions read the report's structured fields, never its prose.
 
+use std::ops::ControlFlow;
+
 use lcs_sim::failure::{Alert, ConnectFailure};
 use lcs_sim::sim::report::agreement::disagreements;
 use lcs_sim::sim::report::{MomentKind, Observed, Report};
@@ -48,10 +50,18 @@ fn every_builtin_holds_on_three_untuned_seeds() {
     let mut failures = Vec::new();
     for (name, _) in BUILTINS {
         let scenario = Scenario::load(name).unwrap();
-        for r in sweep::run(&scenario, &seeds, sweep::default_threads(), &|_| {}) {
-            if !r.passed() {
-                failures.push(format!("{name} seed {}: {:?}", r.seed, r.failed));
-            }
+        let summary = sweep::run(
+            &scenario,
+            seeds.iter().copied(),
+            sweep::default_threads(),
+            &|_| ControlFlow::Continue(()),
+        );
+        assert_eq!(summary.runs, seeds.len() as u64, "{name}");
+        for r in summary.failed {
+            failures.push(format!(
+                "{name} seed {}: {:?} {:?}",
+                r.seed, r.failed, r.error
+            ));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

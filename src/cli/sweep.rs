@@ -2,6 +2,7 @@
 //! that names every failing seed and the command that replays it.
 
 use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,11 +30,11 @@ pub struct SweepOptions {
 
 /// The JSON summary: exactly these fields.
 #[derive(Serialize)]
-struct Summary {
+struct JsonSummary {
     scenario: String,
     seeds: Seeds,
-    runs: usize,
-    passed: usize,
+    runs: u64,
+    passed: u64,
     failed: Vec<FailedSeed>,
     wall_s: f64,
 }
@@ -48,62 +49,82 @@ struct Seeds {
 struct FailedSeed {
     seed: u64,
     checks: Vec<String>,
+    /// Why the run itself failed (only when it did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 pub fn run(scenario: &Scenario, o: &SweepOptions) -> CmdResult {
-    let seeds: Vec<u64> = o.range.seeds(o.shard).collect();
     let threads = o.jobs.unwrap_or_else(sweep::default_threads);
-    let bar = progress(seeds.len() as u64);
+    let bar = progress(o.range.len(o.shard));
     let start = monotonic_now();
-    let results = sweep::run(scenario, &seeds, threads, &|r: &SeedResult| {
-        if let Some(bar) = &bar {
-            bar.inc(1);
-            if !r.passed() {
-                bar.println(format!("seed {} failed: {}", r.seed, r.failed.join(", ")));
+    let summary = sweep::run(
+        scenario,
+        o.range.seeds(o.shard),
+        threads,
+        &|r: &SeedResult| {
+            if let Some(bar) = &bar {
+                bar.inc(1);
+                if !r.passed() {
+                    bar.println(format!("seed {} failed: {}", r.seed, r.failed.join(", ")));
+                }
             }
-        }
-    });
+            ControlFlow::Continue(())
+        },
+    );
     let wall = monotonic_now() - start;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let failed: Vec<&SeedResult> = results.iter().filter(|r| !r.passed()).collect();
     if o.json {
-        let summary = Summary {
+        let json = JsonSummary {
             scenario: scenario.name.clone(),
             seeds: Seeds {
                 from: o.range.from,
                 to: o.range.to,
             },
-            runs: results.len(),
-            passed: results.len() - failed.len(),
-            failed: failed
+            runs: summary.runs,
+            passed: summary.passed(),
+            failed: summary
+                .failed
                 .iter()
                 .map(|r| FailedSeed {
                     seed: r.seed,
                     checks: r.failed.clone(),
+                    error: r.error.clone(),
                 })
                 .collect(),
             wall_s: (wall.as_secs_f64() * 1000.0).round() / 1000.0,
         };
         outln!(
             "{}",
-            serde_json::to_string_pretty(&summary).map_err(super::exit::serialize)?
+            serde_json::to_string_pretty(&json).map_err(super::exit::serialize)?
         );
     } else {
-        text(scenario, o, &results, threads, wall);
+        text(scenario, o, &summary, threads, wall);
     }
-    if failed.is_empty() {
-        Ok(())
+    verdict(scenario, &summary)
+}
+
+/// Exit 3 when the harness itself failed on some seed (its failure must never pass for the
+/// scenario's), else 1 when some seed's checks failed.
+fn verdict(scenario: &Scenario, summary: &sweep::Summary) -> CmdResult {
+    let (failed, errors) = (summary.failed.len(), summary.errors());
+    if failed == 0 {
+        return Ok(());
+    }
+    let what = format!(
+        "scenario {}: {failed} of {} seeds failed",
+        scenario.name, summary.runs
+    );
+    if errors > 0 {
+        Err(Failure::internal(anyhow::anyhow!(
+            "{what} ({errors} because the simulation itself failed)"
+        )))
     } else {
         Err(Failure {
             code: super::exit::FAILED,
-            error: anyhow::anyhow!(
-                "scenario {}: {} of {} seeds failed",
-                scenario.name,
-                failed.len(),
-                results.len()
-            ),
+            error: anyhow::anyhow!("{what}"),
         })
     }
 }
@@ -124,11 +145,10 @@ fn progress(len: u64) -> Option<ProgressBar> {
 fn text(
     scenario: &Scenario,
     o: &SweepOptions,
-    results: &[SeedResult],
+    summary: &sweep::Summary,
     threads: usize,
     wall: Duration,
 ) {
-    let failed: Vec<&SeedResult> = results.iter().filter(|r| !r.passed()).collect();
     let shard = if o.shard.count > 1 {
         format!(", shard {}/{}", o.shard.index, o.shard.count)
     } else {
@@ -142,20 +162,19 @@ fn text(
     );
     outln!(
         "{} runs, {} passed, {} failed in {:.1} s of wall time on {threads} threads",
-        results.len(),
-        results.len() - failed.len(),
-        failed.len(),
+        summary.runs,
+        summary.passed(),
+        summary.failed.len(),
         wall.as_secs_f64()
     );
-    if let Some(slow) = results.iter().max_by_key(|r| r.wall) {
-        outln!(
-            "slowest: seed {} ({:.2} s)",
-            slow.seed,
-            slow.wall.as_secs_f64()
-        );
+    if let Some((seed, wall)) = summary.slowest {
+        outln!("slowest: seed {seed} ({:.2} s)", wall.as_secs_f64());
     }
-    for r in &failed {
+    for r in &summary.failed {
         outln!("FAILED seed {}: {}", r.seed, r.failed.join(", "));
+        if let Some(error) = &r.error {
+            outln!("  error: {error}");
+        }
         outln!(
             "  replay: lcs-sim reproduce --scenario {} --seed {}",
             o.source,

@@ -14,21 +14,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 pub use super::applied::{Applied, AppliedFix, AppliedStep, StepKind};
+
+mod steps;
+
 use super::net::{SimClock, TurmoilNet};
 use super::record::{Recorder, Shared};
-use super::scenario::{Scenario, Step};
+use super::scenario::Scenario;
 use super::world::{self, PEER_HOST, SERVER_HOST, World};
 use super::{peer, user};
 use crate::clock::{Clock, SIM_EPOCH};
 use crate::config::Config;
-use crate::eventlog::{EventSink, MemoryLog};
-use crate::fix;
-use crate::pki::{PkiError, Serial};
+use crate::eventlog::MemoryLog;
+use crate::pki::PkiError;
 use crate::server::metrics::MetricsSnapshot;
 use crate::server::{
-    self, LiveStore, Metrics, RebindTarget, ServiceContext, ServiceHandle, ServiceOptions,
-    StartFailure,
+    self, LiveStore, Metrics, ServiceContext, ServiceHandle, ServiceOptions, StartFailure,
 };
+use steps::{GroupPolicy, apply};
 
 /// How long after the end of the run the users may take to stop.
 const END_GRACE: Duration = Duration::from_secs(30);
@@ -43,6 +45,19 @@ pub enum SimError {
     /// turmoil stopped with an error (a host failed).
     #[error("the simulation failed: {0}")]
     Turmoil(String),
+    /// The simulation panicked (in turmoil or in code it ran): a bug or a limit of the harness,
+    /// reported as this seed's error instead of ending the process or the sweep.
+    #[error("the simulation panicked: {0}")]
+    Panicked(String),
+}
+
+/// The message of a caught panic (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// One start of the service.
@@ -129,8 +144,20 @@ struct Shared2 {
     auto_rebind: bool,
 }
 
-/// Runs `scenario` with `seed`.
+/// Runs `scenario` with `seed`. A panic inside the run (turmoil's limits, say) is caught and
+/// returned as [`SimError::Panicked`]: nothing of the run is shared with the caller but its
+/// result, so no state survives the unwinding half-updated.
 pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
+    catching(|| run_caught(scenario, seed))
+}
+
+/// `f`'s result, or its panic as [`SimError::Panicked`].
+fn catching<T>(f: impl FnOnce() -> Result<T, SimError>) -> Result<T, SimError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|payload| Err(SimError::Panicked(panic_message(payload.as_ref()))))
+}
+
+fn run_caught(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
     let (age, lifetime) = scenario
         .autoenrollment
         .as_ref()
@@ -161,6 +188,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(1))
         .rng_seed(seed)
+        .tcp_capacity(tcp_capacity(scenario.users.count))
         .build();
     add_hosts(&mut sim, scenario, seed, &world, &shared, &recorder);
     let (series, applied) = drive(&mut sim, scenario, seed, &world, &shared, &recorder)?;
@@ -185,6 +213,15 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
         server_totals,
         auto_rebinds,
     })
+}
+
+/// turmoil's per-socket queue length, which is also a listener's backlog: turmoil panics ("server
+/// socket buffer full") when a SYN finds the backlog full, and after a restart every user
+/// reconnects within a second or so. A backlog above the number of clients that can connect at
+/// once (every user and the peer) cannot fill; a longer data queue only matters to a writer 64
+/// segments ahead of its reader, which no SIP exchange here is.
+fn tcp_capacity(users: usize) -> usize {
+    users.saturating_add(64)
 }
 
 /// The server, the federation peer and the users' hosts.
@@ -397,225 +434,6 @@ fn add(a: &mut MetricsSnapshot, b: &MetricsSnapshot) {
     }
 }
 
-fn apply(
-    step: &Step,
-    t: Duration,
-    seed: u64,
-    world: &World,
-    shared: &Shared2,
-    applied: &mut Applied,
-) {
-    match step {
-        Step::Renew { policy, .. } => renew(*policy, t, seed, world, shared, applied),
-        Step::Restart { .. } => {
-            shared.restart.send_modify(|g| *g += 1);
-            applied.restarts.push(t);
-            applied.push(
-                t,
-                StepKind::Restart,
-                "the administrator restarts the service".into(),
-            );
-        }
-        Step::Fix { connections, .. } => fix(connections, false, t, shared, applied),
-        Step::Rebind { connections, .. } => fix(connections, true, t, shared, applied),
-    }
-}
-
-/// Auto-enrollment renews the server certificate in the shared store.
-fn renew(
-    policy: crate::store::RenewalPolicy,
-    t: Duration,
-    seed: u64,
-    world: &World,
-    shared: &Shared2,
-    applied: &mut Applied,
-) {
-    let now = SIM_EPOCH + t;
-    let n = applied.steps.len();
-    let result = shared.store.update(|s| {
-        let current = s
-            .list(false)
-            .find(|c| c.info.issuer == world.pki.issuing.info().subject)
-            .map(|c| c.thumbprint().clone())
-            .expect("the server certificate is in the store");
-        let serial = Serial::derive(format!("{seed}/renewal/{n}").as_bytes());
-        s.renew(&current, policy, &world.pki.issuing, now, serial)
-    });
-    let what = match result {
-        Ok(r) => {
-            shared
-                .events
-                .record(crate::deployment::renewal_event(&r, now));
-            applied.renewal_at.get_or_insert(t);
-            format!(
-                "auto-enrollment renews the certificate ({policy}): serial {} -> {}",
-                r.old_serial, r.new_serial
-            )
-        }
-        // Reasons only: error texts carry thumbprints, which differ between runs.
-        Err(e) => format!("renewal failed ({})", store_reason(&e)),
-    };
-    applied.push(t, StepKind::Renewal, what);
-}
-
-/// "Change Certificate" on `connections` (all when empty); with `live`, also swap the running
-/// credentials at once.
-fn fix(connections: &[String], live: bool, t: Duration, shared: &Shared2, applied: &mut Applied) {
-    let mut config = shared.config.lock().expect("config");
-    let plan = fix::plan(&config, &shared.store.snapshot().store, connections);
-    let mut store_result = Ok(());
-    shared
-        .store
-        .update(|s| store_result = fix::apply(&plan, &mut config, s));
-    drop(config);
-    let (mut rebound, mut notes) = if live {
-        rebind_live(&plan, shared)
-    } else {
-        let rebound = plan.rebinds.iter().map(|r| r.connection.clone()).collect();
-        (rebound, Vec::new())
-    };
-    if let Err(e) = store_result {
-        notes.push(format!("store refused the change ({})", store_reason(&e)));
-    }
-    rebound.sort();
-    let what = if live {
-        "live rebind"
-    } else {
-        "fix (Change Certificate)"
-    };
-    let scope = if connections.is_empty() {
-        "every connection".to_string()
-    } else {
-        connections.join(", ")
-    };
-    let mut line = format!(
-        "{what} on {scope}: rebound {}",
-        if rebound.is_empty() {
-            "nothing".into()
-        } else {
-            rebound.join(", ")
-        }
-    );
-    if !plan.grants.is_empty() {
-        line.push_str(&format!("; {} granted read", plan.principal));
-    }
-    if !notes.is_empty() {
-        line.push_str(&format!(" ({})", notes.join("; ")));
-    }
-    let kind = if live {
-        StepKind::Rebind
-    } else {
-        StepKind::Fix
-    };
-    applied.push(t, kind, line);
-    applied.fixes.push(AppliedFix {
-        at: t,
-        live,
-        rebound,
-    });
-}
-
-/// The live half of a rebind: the running service's own [`ServiceHandle::rebind`] (the
-/// operation `serve`'s `POST /rebind` runs), which validates every new credential before it
-/// swaps any and logs 14370 or 14372 itself. A rebind is all or nothing, so only connections
-/// the service is running are asked for; the rest take effect at the next restart. Returns the
-/// connections swapped and a note for each that was not.
-fn rebind_live(plan: &fix::FixPlan, shared: &Shared2) -> (Vec<String>, Vec<String>) {
-    let handle = shared.state.lock().expect("state").handle.clone();
-    let mut notes = Vec::new();
-    let mut targets = Vec::new();
-    for r in &plan.rebinds {
-        if handle
-            .as_ref()
-            .is_some_and(|h| h.credentials.contains_key(&r.connection))
-        {
-            targets.push(RebindTarget::from(r));
-        } else {
-            notes.push(format!(
-                "{}: not running, takes effect at the next restart",
-                r.connection
-            ));
-        }
-    }
-    let Some(handle) = handle.filter(|_| !targets.is_empty()) else {
-        return (Vec::new(), notes);
-    };
-    match handle.rebind(&targets) {
-        Ok(done) => (done.into_iter().map(|d| d.connection).collect(), notes),
-        Err(refused) => {
-            for r in refused {
-                notes.push(format!("{}: swap refused ({})", r.connection(), r.reason()));
-            }
-            (Vec::new(), notes)
-        }
-    }
-}
-
-/// A short, run-independent reason for a store error (its text may carry thumbprints).
-fn store_reason(e: &crate::store::StoreError) -> &'static str {
-    use crate::store::StoreError as E;
-    match e {
-        E::AccessDenied { .. } => "key_access_denied",
-        E::UnknownThumbprint { .. } | E::AmbiguousThumbprint { .. } => "unknown_certificate",
-        E::NotFound { .. } => "certificate_not_found",
-        E::AlreadyRenewed { .. } => "already_renewed",
-        E::WrongIssuer { .. } => "wrong_issuer",
-        E::KeyMismatch { .. } => "key_mismatch",
-        _ => "store_error",
-    }
-}
-
-/// Group Policy refreshes: at each, auto-enrollment renews the server certificate once the
-/// threshold of its lifetime has passed. Refresh times come from their own seeded RNG.
-struct GroupPolicy {
-    config: super::scenario::AutoEnrollment,
-    rng: rand::rngs::StdRng,
-    next: Duration,
-}
-
-impl GroupPolicy {
-    fn new(config: &super::scenario::AutoEnrollment, seed: u64) -> Self {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6C0_u64.wrapping_mul(0x9E37_79B9));
-        // The machine booted some time before the run: the first refresh is anywhere in one
-        // interval.
-        let first = config.refresh.mul_f64(rng.random_range(0.0..1.0));
-        Self {
-            config: config.clone(),
-            rng,
-            next: first,
-        }
-    }
-
-    fn refresh(
-        &mut self,
-        t: Duration,
-        seed: u64,
-        world: &World,
-        shared: &Shared2,
-        applied: &mut Applied,
-    ) {
-        use rand::Rng;
-        let offset = self
-            .config
-            .refresh_offset
-            .mul_f64(self.rng.random_range(0.0..1.0));
-        self.next = t + self.config.refresh + offset;
-        let now = SIM_EPOCH + t;
-        let due = shared.store.snapshot().store.list(false).any(|c| {
-            let lifetime = c.info.not_after - c.info.not_before;
-            c.info.issuer == world.pki.issuing.info().subject
-                && now - c.info.not_before >= lifetime * self.config.threshold
-        });
-        if due {
-            renew(self.config.policy, t, seed, world, shared, applied);
-            if let Some(step) = applied.steps.last_mut() {
-                step.what = format!("Group Policy refresh: {}", step.what);
-            }
-        }
-    }
-}
-
 fn sample(t: Duration, shared: &Shared2, recorder: &Shared) -> Sample {
     let state = shared.state.lock().expect("state");
     let current = state
@@ -678,4 +496,21 @@ fn unfixed(shared: &Shared2, state: &ServerState) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_run_is_its_error_with_the_message() {
+        let formatted = catching::<()>(|| panic!("{} server socket buffer full", "192.168.0.1"));
+        assert!(
+            matches!(&formatted, Err(SimError::Panicked(m)) if m == "192.168.0.1 server socket buffer full"),
+            "{formatted:?}"
+        );
+        let literal = catching::<()>(|| panic!("ports exhausted"));
+        assert!(matches!(&literal, Err(SimError::Panicked(m)) if m == "ports exhausted"));
+        assert!(matches!(catching(|| Ok(7)), Ok(7)));
+    }
 }
