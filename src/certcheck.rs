@@ -31,7 +31,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::Transport;
+use crate::config::{CertRef, Config, Transport};
 use crate::pki::Thumbprint;
 use crate::store::{Store, StoredCert};
 
@@ -67,6 +67,28 @@ impl Usage {
             Usage::Mutual => &[Eku::ServerAuth, Eku::ClientAuth],
         }
     }
+}
+
+/// Each connection and route of `config` that uses a certificate, with what it uses it for, in
+/// lcs.toml order: the one place a connection's [`Usage`] is decided.
+pub fn cert_users(config: &Config) -> impl Iterator<Item = (&str, &CertRef, Usage)> {
+    let listeners = config.connections.iter().filter_map(|c| {
+        let usage = Usage::of_listener(c.transport()).unwrap_or(Usage::Server);
+        Some((c.id.as_str(), c.certificate()?, usage))
+    });
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| (r.id.as_str(), &r.certificate, Usage::ROUTE));
+    listeners.chain(routes)
+}
+
+/// What connection or route `id` of `config` uses its certificate for (`None`: no such id, or
+/// it uses no certificate).
+pub fn usage_of(config: &Config, id: &str) -> Option<Usage> {
+    cert_users(config)
+        .find(|(c, _, _)| *c == id)
+        .map(|(_, _, u)| u)
 }
 
 /// An extended key usage a connection can need.

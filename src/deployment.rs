@@ -395,16 +395,28 @@ impl Deployment {
         scope: &[String],
         dry_run: bool,
     ) -> Result<crate::fix::FixPlan, FixOnDiskError> {
+        self.fix_with(scope, &crate::fix::Target::Successor, dry_run)
+    }
+
+    /// [`Deployment::fix`] towards `target`: each connection's successor, or a certificate
+    /// chosen by hand (checked beforehand with [`crate::fix::choose`]).
+    pub fn fix_with(
+        &self,
+        scope: &[String],
+        target: &crate::fix::Target,
+        dry_run: bool,
+    ) -> Result<crate::fix::FixPlan, FixOnDiskError> {
         let config = self.config().map_err(DeploymentError::from)?;
         crate::fix::check_scope(&config, scope)?;
         let disk = self.store();
         let config_path = self.config_path();
         let mut save_error = None;
         let plan = if dry_run {
-            crate::fix::plan(&config, &disk.load().map_err(DeploymentError::from)?, scope)
+            let store = disk.load().map_err(DeploymentError::from)?;
+            crate::fix::plan_for(&config, &store, scope, target)
         } else {
             disk.update(|store| {
-                let plan = crate::fix::plan(&config, store, scope);
+                let plan = crate::fix::plan_for(&config, store, scope, target);
                 if plan.unresolved.is_empty() && !plan.is_empty() {
                     crate::fix::apply_to_store(&plan, store)?;
                     // If this fails the grant alone is harmless; running `fix` again completes it.

@@ -211,7 +211,7 @@ fn quote(path: &Path) -> String {
 /// before warnings within a connection.
 pub fn diagnose(inputs: &Inputs<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
-    for (id, reference, usage) in cert_users(inputs.config) {
+    for (id, reference, usage) in certcheck::cert_users(inputs.config) {
         let mut found = configured(inputs, id, reference, usage);
         if let Some(running) = inputs.running {
             found.extend(running_findings(inputs, running, id, reference));
@@ -220,19 +220,6 @@ pub fn diagnose(inputs: &Inputs<'_>) -> Vec<Finding> {
         findings.extend(found);
     }
     findings
-}
-
-/// Each connection and route that uses a certificate, with what it uses it for.
-fn cert_users(config: &Config) -> impl Iterator<Item = (&str, &CertRef, Usage)> {
-    let listeners = config.connections.iter().filter_map(|c| {
-        let usage = Usage::of_listener(c.transport()).unwrap_or(Usage::Server);
-        Some((c.id.as_str(), c.certificate()?, usage))
-    });
-    let routes = config
-        .routes
-        .iter()
-        .map(|r| (r.id.as_str(), &r.certificate, Usage::ROUTE));
-    listeners.chain(routes)
 }
 
 /// The findings about the certificate `lcs.toml` names for one connection.
@@ -364,16 +351,16 @@ fn unknown_certificate(
 /// there is one, otherwise how to get one.
 fn replacement(inputs: &Inputs<'_>, id: &str, usage: Usage) -> String {
     let need = need(inputs, usage);
-    let usable = inputs
-        .store
-        .list(false)
-        .find(|c| certcheck::check(inputs.store, c.thumbprint(), &need).is_empty());
+    let usable = inputs.store.list(false).find(|c| {
+        // A key the service account cannot read is no obstacle: `fix --to` grants read.
+        certcheck::check(inputs.store, c.thumbprint(), &need)
+            .iter()
+            .all(|p| matches!(p, Problem::KeyUnreadable { .. }))
+    });
     match usable {
         Some(c) => format!(
-            "set {id}'s certificate in {}/lcs.toml to {{ issuer = \"{}\", serial = \"{}\" }} (certificate {}, usable now)",
-            inputs.dir(),
-            c.info.issuer,
-            c.info.serial,
+            "{} --connection {id} --to {}",
+            inputs.fix_command(),
             c.info.thumbprint
         ),
         None => format!(

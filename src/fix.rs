@@ -9,7 +9,7 @@
 
 use time::OffsetDateTime;
 
-use crate::certcheck::{self, Problem};
+use crate::certcheck::{self, Need, Problem, Usage};
 use crate::config::{CertRef, Config};
 use crate::pki::Thumbprint;
 use crate::store::{Right, Store, StoreError};
@@ -26,6 +26,84 @@ pub enum FixError {
         /// The ids that use a certificate, in lcs.toml order.
         known: Vec<String>,
     },
+    /// `--to` names no certificate in the store (or a prefix of several).
+    #[error(
+        "`{query}` names no single certificate in the store; `lcs-sim store list DIR` shows them"
+    )]
+    UnknownCertificate {
+        /// What was asked for.
+        query: String,
+    },
+    /// `--to` names an archived certificate: a restart would not find it (CRYPT_E_NOT_FOUND).
+    #[error("certificate {thumbprint} is archived (renewed by {}): a connection bound to it would not start; choose an active one", .renewed_by.as_ref().map_or("nothing", |t| t.as_str()))]
+    ArchivedCertificate {
+        /// The archived certificate.
+        thumbprint: Thumbprint,
+        /// Its successor, if any.
+        renewed_by: Option<Thumbprint>,
+    },
+    /// The chosen certificate cannot serve a connection in scope, for reasons a grant of read
+    /// does not cure; nothing was changed.
+    #[error("certificate {thumbprint} cannot serve {connection}: {}; nothing was changed", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Unusable {
+        /// The connection or route.
+        connection: String,
+        /// The certificate.
+        thumbprint: Thumbprint,
+        /// Why (never [`Problem::KeyUnreadable`]: the fix grants read).
+        problems: Vec<Problem>,
+    },
+}
+
+/// Where a fix points the connections in its scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Each one's newest successor: the KB's resolution after a renewal.
+    Successor,
+    /// This certificate, for every connection in scope (`fix --connection ID --to THUMBPRINT`).
+    Certificate(Thumbprint),
+}
+
+/// Resolves `query` (a thumbprint or a unique prefix) to an active certificate that can serve
+/// every connection in `scope` once the service account is granted read, checked by
+/// [`certcheck`] for each connection's own usage with `need`. The one check behind `--to`.
+pub fn choose<'a>(
+    config: &Config,
+    store: &Store,
+    scope: &[String],
+    query: &str,
+    need: impl Fn(Usage) -> Need<'a>,
+) -> Result<Thumbprint, FixError> {
+    check_scope(config, scope)?;
+    let cert = store
+        .find(query)
+        .map_err(|_| FixError::UnknownCertificate {
+            query: query.to_string(),
+        })?;
+    if cert.archived {
+        return Err(FixError::ArchivedCertificate {
+            thumbprint: cert.thumbprint().clone(),
+            renewed_by: cert.renewed_by.clone(),
+        });
+    }
+    for (id, _, usage) in certcheck::cert_users(config).filter(|(id, _, _)| in_scope(scope, id)) {
+        let problems: Vec<Problem> = certcheck::check(store, cert.thumbprint(), &need(usage))
+            .into_iter()
+            .filter(|p| !matches!(p, Problem::KeyUnreadable { .. }))
+            .collect();
+        if !problems.is_empty() {
+            return Err(FixError::Unusable {
+                connection: id.to_string(),
+                thumbprint: cert.thumbprint().clone(),
+                problems,
+            });
+        }
+    }
+    Ok(cert.thumbprint().clone())
+}
+
+fn in_scope(scope: &[String], id: &str) -> bool {
+    scope.is_empty() || scope.iter().any(|s| s == id)
 }
 
 /// Checks that every id in `scope` is a connection or route of `config` that uses a
@@ -146,6 +224,49 @@ pub fn plan(config: &Config, store: &Store, scope: &[String]) -> FixPlan {
         if !readable && !out.grants.contains(&thumbprint) {
             out.grants.push(thumbprint);
         }
+    }
+    out
+}
+
+/// Plans the fix for `target`: [`plan`] for [`Target::Successor`], [`plan_to`] for a chosen
+/// certificate.
+pub fn plan_for(config: &Config, store: &Store, scope: &[String], target: &Target) -> FixPlan {
+    match target {
+        Target::Successor => plan(config, store, scope),
+        Target::Certificate(t) => plan_to(config, store, scope, t),
+    }
+}
+
+/// Plans pointing every connection in `scope` (all that use a certificate when empty) at the
+/// certificate `to` ("Change Certificate" with a certificate chosen by hand), granting the
+/// service account read on its key. Check `to` first with [`choose`]; a `to` the store does not
+/// hold plans nothing.
+pub fn plan_to(config: &Config, store: &Store, scope: &[String], to: &Thumbprint) -> FixPlan {
+    let principal = config.service.principal.clone();
+    let mut out = FixPlan {
+        principal: principal.clone(),
+        ..FixPlan::default()
+    };
+    let Ok(cert) = store.find(to.as_str()) else {
+        return out;
+    };
+    let chosen = CertRef {
+        issuer: cert.info.issuer.clone(),
+        serial: cert.info.serial.clone(),
+    };
+    for (id, reference) in config.cert_refs().filter(|(id, _)| in_scope(scope, id)) {
+        out.targets.push((id.to_string(), to.clone()));
+        if *reference != chosen {
+            out.rebinds.push(Rebind {
+                connection: id.to_string(),
+                from: reference.clone(),
+                to: chosen.clone(),
+                thumbprint: to.clone(),
+            });
+        }
+    }
+    if store.open_key(to, &principal).is_err() {
+        out.grants.push(to.clone());
     }
     out
 }

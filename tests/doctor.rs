@@ -286,10 +286,7 @@ fn a_certificate_for_another_name_is_a_name_mismatch() {
 fn a_certificate_without_client_auth_fails_mutual_tls_and_routes_only() {
     let tmp = tempfile::tempdir().unwrap();
     let d = init(&tmp);
-    let original = d.config().unwrap().connections[0]
-        .certificate()
-        .cloned()
-        .unwrap();
+    let original = thumbprint(&d);
     let ca = d.issuing_ca().unwrap();
     let spec = LeafSpec {
         client_auth: false,
@@ -306,9 +303,15 @@ fn a_certificate_without_client_auth_fails_mutual_tls_and_routes_only() {
     );
     let message = findings[0]["message"].as_str().unwrap();
     assert!(message.contains("clientAuth"), "{message}");
-    // The remedy names the certificate in the store that would work.
+    // The remedy points the connection at the certificate in the store that would work.
     let remedy = findings[0]["remedy"].as_str().unwrap();
-    assert!(remedy.contains(original.serial.as_str()), "{remedy}");
+    assert_eq!(
+        remedy,
+        format!(
+            "lcs-sim fix {} --connection mtls-5062 --to {original}",
+            dir(&d)
+        )
+    );
 }
 
 #[test]

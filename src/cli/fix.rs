@@ -4,9 +4,10 @@ use super::out::outln;
 use std::path::PathBuf;
 
 use clap::Args;
-use lcs_sim::certcheck::Problem;
+use lcs_sim::certcheck::{Need, Problem};
 use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::deployment::{Deployment, FixOnDiskError};
+use lcs_sim::doctor::Trust;
 use lcs_sim::fix;
 use lcs_sim::server::admin::api::RebindStatus;
 use lcs_sim::server::admin::client::{self, LiveFixError};
@@ -21,7 +22,7 @@ use super::{CmdResult, Failure};
 /// valid is reported with the renewal that helps (exit 1): a rebind cannot fix it.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 a certificate is expired or not yet valid (renew it), or (--live) the running server refused a connection (nothing was swapped)\nor a connection did not start in it (restart serve); 2 bad input, or (--live) no server runs on DIR (nothing was changed), or it did not answer within 5 s."
+    after_help = "Example:\n  lcs-sim fix demo --dry-run\n  lcs-sim fix demo --connection tls-5061 --to 7CB9     # a certificate chosen by hand\n  lcs-sim fix demo && lcs-sim serve demo\n  lcs-sim fix demo --live     # while `lcs-sim serve demo` runs: no restart\n\nExit codes: 0 fixed; 1 a certificate is expired or not yet valid (renew it), or (--live) the running server refused a connection (nothing was swapped)\nor a connection did not start in it (restart serve); 2 bad input (--to names a certificate that is unknown, archived or unfit for a connection: nothing was changed), or (--live) no server runs on DIR (nothing was changed), or it did not answer within 5 s."
 )]
 pub struct FixArgs {
     /// The deployment folder.
@@ -29,6 +30,12 @@ pub struct FixArgs {
     /// Only these connection or route ids (repeatable; default: every one).
     #[arg(long = "connection", value_name = "ID")]
     connections: Vec<String>,
+    /// Point the --connection ids at this certificate (a thumbprint or a unique prefix, from
+    /// `lcs-sim store list DIR`) instead of each one's successor: it must be active and fit each
+    /// connection's use (chain, dates, name, EKUs); the service account is granted read on its
+    /// key.
+    #[arg(long, value_name = "THUMBPRINT", requires = "connections")]
+    to: Option<String>,
     /// Show the plan, change nothing.
     #[arg(long, conflicts_with = "live")]
     dry_run: bool,
@@ -44,7 +51,10 @@ pub fn run(args: FixArgs) -> CmdResult {
         return run_live(&args);
     }
     let d = Deployment::open(&args.dir)?;
-    let plan = d.fix(&args.connections, args.dry_run).map_err(fix_error)?;
+    let target = target(&args, &d)?;
+    let plan = d
+        .fix_with(&args.connections, &target, args.dry_run)
+        .map_err(fix_error)?;
     let config = d.config()?;
     let invalid = fix::outside_validity(&plan, &d.store().load()?, SystemClock.now_utc());
     if plan.is_empty() && invalid.is_empty() {
@@ -80,6 +90,29 @@ pub fn run(args: FixArgs) -> CmdResult {
         return Ok(());
     }
     report_invalid(&invalid, &d)
+}
+
+/// What the fix points connections at: each one's successor, or the `--to` certificate once
+/// [`fix::choose`] has checked it fits every connection asked for (exit 2 if not).
+fn target(args: &FixArgs, d: &Deployment) -> Result<fix::Target, Failure> {
+    let Some(query) = &args.to else {
+        return Ok(fix::Target::Successor);
+    };
+    let config = d.config()?;
+    let store = d.store().load()?;
+    let trust = Trust::load(&d.ca_path()).map_err(Failure::input)?;
+    let now = SystemClock.now_utc();
+    let need = |usage| Need {
+        principal: &config.service.principal,
+        server_name: &config.service.server,
+        usage,
+        roots: &trust.roots,
+        intermediates: &trust.intermediates,
+        now,
+    };
+    let chosen = fix::choose(&config, &store, &args.connections, query, need)
+        .map_err(|e| fix_error(e.into()))?;
+    Ok(fix::Target::Certificate(chosen))
 }
 
 /// Certificates a rebind cannot help: expired or not yet valid. Exit 1: not fixed.
@@ -161,8 +194,9 @@ fn run_live(args: &FixArgs) -> CmdResult {
         .enable_all()
         .build()
         .map_err(super::exit::runtime)?;
+    let target = target(args, &Deployment::open(&args.dir)?)?;
     let outcome = runtime
-        .block_on(client::fix_live(&args.dir, &args.connections))
+        .block_on(client::fix_live_to(&args.dir, &args.connections, &target))
         .map_err(|e| match e {
             LiveFixError::Fix(e) => fix_error(e),
             LiveFixError::NoAnswer { .. } => Failure {

@@ -340,15 +340,7 @@ impl ServiceHandle {
                 connection: t.connection.clone(),
                 error,
             })?;
-        let usage = match self
-            .config
-            .connections
-            .iter()
-            .find(|c| c.id == t.connection)
-        {
-            Some(c) => Usage::of_listener(c.transport()).unwrap_or(Usage::Server),
-            None => Usage::ROUTE,
-        };
+        let usage = crate::certcheck::usage_of(&self.config, &t.connection).unwrap_or(Usage::ROUTE);
         let intermediates = self.store.intermediates();
         let need = Need {
             principal: credential.principal(),

@@ -190,3 +190,35 @@ pub async fn transact<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     io.flush().await.unwrap();
     read_message(io).await.lines().next().unwrap().to_string()
 }
+
+/// Issues a certificate for `spec` from `ca` (valid from a day ago for 300 days) and imports it
+/// into `d`'s store with the service account's read; returns its thumbprint and reference.
+pub fn issue_into_store(
+    d: &Deployment,
+    ca: &lcs_sim::pki::CertificateAuthority,
+    spec: &lcs_sim::pki::LeafSpec,
+) -> (lcs_sim::pki::Thumbprint, lcs_sim::config::CertRef) {
+    use lcs_sim::clock::Clock as _;
+    use lcs_sim::pki::{self, KeyAlgorithm, Serial};
+    let now = SystemClock.now_utc();
+    let key = KeyAlgorithm::EcdsaP256.generate().unwrap();
+    let serial = Serial::random();
+    let der = pki::issue_leaf(
+        ca,
+        spec,
+        &key,
+        &serial,
+        now - time::Duration::days(1),
+        now + time::Duration::days(300),
+    )
+    .unwrap();
+    let thumbprint = d
+        .store()
+        .update(|s| s.import(der, key, lcs_sim::store::Acl::for_service("RTCService")))
+        .unwrap();
+    let reference = lcs_sim::config::CertRef {
+        issuer: ca.info().subject,
+        serial,
+    };
+    (thumbprint, reference)
+}

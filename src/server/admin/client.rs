@@ -108,15 +108,24 @@ pub enum LiveFixError {
 /// Fixes `dir` for `connections` (every connection when empty) and swaps the running server's
 /// credentials live. See the module docs.
 pub async fn fix_live(dir: &Path, connections: &[String]) -> Result<LiveFixOutcome, LiveFixError> {
+    fix_live_to(dir, connections, &crate::fix::Target::Successor).await
+}
+
+/// [`fix_live`] towards `target` (`fix --live --to THUMBPRINT`).
+pub async fn fix_live_to(
+    dir: &Path,
+    connections: &[String],
+    target: &crate::fix::Target,
+) -> Result<LiveFixOutcome, LiveFixError> {
     // Files, a lock and a probe connection: off the async worker (the load generator calls
     // this from inside its runtime).
-    let (dir_owned, scope) = (dir.to_path_buf(), connections.to_vec());
+    let (dir_owned, scope, target) = (dir.to_path_buf(), connections.to_vec(), target.clone());
     let (serve, plan) = tokio::task::spawn_blocking(move || {
         let dir = dir_owned.as_path();
         let serve =
             ServeFile::read(dir)?.ok_or_else(|| LiveFixError::NoServer { dir: dir.into() })?;
         let d = Deployment::open(dir).map_err(FixOnDiskError::from)?;
-        let plan = d.fix(&scope, false)?;
+        let plan = d.fix_with(&scope, &target, false)?;
         Ok::<_, LiveFixError>((serve, plan))
     })
     .await
