@@ -13,10 +13,16 @@
 //! - a Timer F-like transaction timeout per request ([`AgentConfig::transaction_timeout`]);
 //! - the registration: REGISTER on every new connection, refreshed on one Call-ID with an
 //!   increasing CSeq (RFC 3261 §10.2.4) at half the granted time, counted from the send;
-//! - **exactly one outcome per request** handed out by [`Agent::send`] or [`Agent::register`]:
-//!   [`AgentEvent::Answered`], [`AgentEvent::TimedOut`] or [`AgentEvent::Abandoned`]
-//!   (connection lost, or never made). [`AgentEvent::Registered`] is a state change in
-//!   addition to the REGISTER's outcome, not instead of it.
+//! - **exactly one outcome per request**: [`AgentEvent::Answered`], [`AgentEvent::TimedOut`]
+//!   or [`AgentEvent::Abandoned`] (connection lost, or never made). Every request is named to
+//!   the shell when it is made: [`Agent::send`] and [`Agent::register`] return its id, and so
+//!   do [`Agent::connection_up`] and [`Agent::handle_timeout`] for the REGISTERs the agent
+//!   makes itself. [`AgentEvent::Registered`] is a state change in addition to the REGISTER's
+//!   outcome, not instead of it.
+//!
+//! A shell that makes requests only on its own schedule but looks for lost answers whenever
+//! it wakes calls [`Agent::expire`] on every wake-up and [`Agent::handle_timeout`] only when
+//! its timer fires (the simulation's users, `sim/user.rs`).
 //!
 //! Randomness (Call-IDs, tags, branches) stays with the caller: every input that may create a
 //! request takes an id source, called once per request, so a seeded shell stays deterministic.
