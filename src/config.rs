@@ -101,6 +101,14 @@ pub struct SipSettings {
     pub max_expires_s: u32,
     /// Idle connections are closed after this many seconds (default 300).
     pub idle_timeout_s: u64,
+    /// A message (head and body) must arrive whole this long after its first byte, or the
+    /// connection is closed (default 10,000 ms): a head sent a byte a second is cut off.
+    pub message_timeout_ms: u64,
+    /// Completed server transactions (answers kept for retransmissions for 64 × T1) held per
+    /// connection; past it the oldest is released early (default 4,096).
+    pub max_completed_transactions_per_connection: usize,
+    /// The same in total (default 32,768).
+    pub max_completed_transactions: usize,
     /// Most connections open at once on each TCP listener; past it a new connection is closed
     /// at once. Default: a share of the process's file-descriptor limit, with headroom.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,6 +123,9 @@ impl Default for SipSettings {
             min_expires_s: 60,
             max_expires_s: 3600,
             idle_timeout_s: 300,
+            message_timeout_ms: 10_000,
+            max_completed_transactions_per_connection: 4096,
+            max_completed_transactions: 32_768,
             max_connections: None,
         }
     }
@@ -441,6 +452,27 @@ impl Config {
             "default 300",
         )?;
         range("sip.t1_ms", sip.t1_ms, 1, 60_000, "RFC 3261 default 500")?;
+        range(
+            "sip.message_timeout_ms",
+            sip.message_timeout_ms,
+            100,
+            600_000,
+            "default 10000",
+        )?;
+        for (field, cap, default) in [
+            (
+                "sip.max_completed_transactions_per_connection",
+                sip.max_completed_transactions_per_connection,
+                "default 4096",
+            ),
+            (
+                "sip.max_completed_transactions",
+                sip.max_completed_transactions,
+                "default 32768",
+            ),
+        ] {
+            range(field, cap as u64, 1, 10_000_000, default)?;
+        }
         range(
             "sip.max_message_bytes",
             sip.max_message_bytes as u64,

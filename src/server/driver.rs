@@ -170,6 +170,10 @@ impl Driver {
             requests: s.requests_received,
             requests_by_method: s.requests_by_method,
             responses: s.responses_received,
+            server_transactions: s.server_transactions as u64,
+            released_per_connection: s.released_early.per_connection,
+            released_total: s.released_early.total,
+            message_timeouts: s.message_timeouts,
         });
     }
 }

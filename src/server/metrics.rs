@@ -73,6 +73,14 @@ pub struct SipCounters {
     pub requests_by_method: MethodCounts,
     /// SIP responses received.
     pub responses: u64,
+    /// Server transactions held now.
+    pub server_transactions: u64,
+    /// Completed server transactions released early: the connection's cap.
+    pub released_per_connection: u64,
+    /// The same: the total cap.
+    pub released_total: u64,
+    /// Connections closed: a message not whole within the message timeout.
+    pub message_timeouts: u64,
 }
 
 /// Serializes per-method counts as `{"OPTIONS": 3, ...}`.

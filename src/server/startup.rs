@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::{Config, Connection, Transport};
 use crate::eventlog::{EventSink, Level, ids};
-use crate::sip::{Proxy, ProxyConfig, RouteId, StaticRoute};
+use crate::sip::{CompletedCaps, Proxy, ProxyConfig, RouteId, StaticRoute};
 
 use super::accept::{AcceptContext, TlsSide, accept_loop};
 use super::credentials::{Credential, LiveStore};
@@ -386,6 +386,11 @@ pub fn proxy_config(config: &Config, instance: u64) -> ProxyConfig {
             .collect(),
         t1: Duration::from_millis(config.sip.t1_ms),
         max_message_size: config.sip.max_message_bytes,
+        message_timeout: Duration::from_millis(config.sip.message_timeout_ms),
+        completed: CompletedCaps {
+            per_connection: config.sip.max_completed_transactions_per_connection,
+            total: config.sip.max_completed_transactions,
+        },
         min_expires: config.sip.min_expires_s,
         max_expires: config.sip.max_expires_s,
         instance,

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::framer::DEFAULT_MAX_MESSAGE_SIZE;
+use super::transaction::CompletedCaps;
 use super::uri::Uri;
 
 /// Identifies a static route (an outgoing mutual-TLS connection to a federation peer). The shell
@@ -41,6 +42,12 @@ pub struct ProxyConfig {
     /// Largest accepted message, headers plus body; larger ones get 513 and the connection is
     /// closed. Default: 64 KiB.
     pub max_message_size: usize,
+    /// How long a message (head and body) may take to arrive whole from its first byte; past
+    /// it the connection is closed. Default: 10 s.
+    pub message_timeout: Duration,
+    /// The most completed server transactions held, per connection and in total; past a cap
+    /// the oldest is released before its linger ends. Default: 4,096 and 32,768.
+    pub completed: CompletedCaps,
     /// Shortest registration accepted; shorter non-zero requests get 423 Interval Too Brief
     /// with Min-Expires. Default: 60 s.
     pub min_expires: u32,
@@ -69,6 +76,8 @@ impl Default for ProxyConfig {
             routes: Vec::new(),
             t1: Duration::from_millis(500),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            message_timeout: Duration::from_secs(10),
+            completed: CompletedCaps::default(),
             min_expires: 60,
             max_expires: 7200,
             default_expires: 3600,

@@ -50,6 +50,7 @@ pub use method::{Method, MethodCounts};
 pub use names::canonical_name;
 pub use parse::{ParseError, parse_message};
 pub use proxy::{Proxy, ProxyStats};
+pub use transaction::{CompletedCaps, Released};
 pub use ua::{
     Agent, AgentConfig, AgentError, AgentEvent, Output, RequestId, RequestIds, UserAgent,
 };

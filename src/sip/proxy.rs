@@ -44,7 +44,7 @@ use super::parse::{
 use super::registrar::{Outcome, Registrar};
 use super::timeouts::Timer;
 use super::timers::{TimerKey, TimerQueue};
-use super::transaction::{ClientTx, ServerKey, ServerState, ServerTable, ServerTx};
+use super::transaction::{ClientTx, Released, ServerKey, ServerState, ServerTable, ServerTx};
 use super::uri::{UriError, truncate};
 
 /// Counters since the proxy was created.
@@ -86,6 +86,13 @@ pub struct ProxyStats {
     pub keepalives: u64,
     /// Failed route connection attempts.
     pub route_connect_failures: u64,
+    /// Server transactions held now (in progress and completed).
+    pub server_transactions: usize,
+    /// Completed server transactions released before their linger ended, by cap.
+    pub released_early: Released,
+    /// Connections closed because a message did not arrive whole within the message timeout
+    /// from its first byte.
+    pub message_timeouts: u64,
 }
 
 /// Methods answered by this server (the Allow header).
@@ -94,6 +101,9 @@ const ALLOW: &str = "REGISTER, MESSAGE, OPTIONS";
 struct Connection {
     kind: ConnKind,
     framer: Framer,
+    /// While part of a message is buffered: the timer that closes the connection if the rest
+    /// does not come within the message timeout.
+    partial: Option<TimerKey>,
 }
 
 /// Connection state of one static route.
@@ -107,9 +117,7 @@ struct RouteState {
     queue: VecDeque<String>,
 }
 
-/// The sans-IO registrar and stateful proxy. How it routes, and why every request gets exactly
-/// one final response: the doc of its module, src/sip/proxy.rs (private, so only
-/// `cargo doc --document-private-items` shows it).
+/// The sans-IO registrar and stateful proxy. See the [module documentation](self).
 pub struct Proxy {
     config: ProxyConfig,
     conns: BTreeMap<ConnId, Connection>,
@@ -126,11 +134,12 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy with no connections.
     pub fn new(config: ProxyConfig) -> Proxy {
+        let servers = ServerTable::new(config.completed);
         Proxy {
             config,
             conns: BTreeMap::new(),
             registrar: Registrar::default(),
-            servers: ServerTable::default(),
+            servers,
             clients: BTreeMap::new(),
             routes: BTreeMap::new(),
             timers: TimerQueue::default(),
@@ -149,6 +158,8 @@ impl Proxy {
     pub fn stats(&self) -> ProxyStats {
         ProxyStats {
             bindings: self.registrar.len(),
+            server_transactions: self.servers.len(),
+            released_early: self.servers.released(),
             ..self.stats
         }
     }
@@ -190,7 +201,15 @@ impl Proxy {
     pub fn connection_opened(&mut self, conn: ConnId, kind: ConnKind, now: Instant) {
         self.drop_connection(conn, now); // a reused id means the old connection is gone
         let framer = Framer::new(self.config.max_message_size);
-        self.conns.insert(conn, Connection { kind, framer });
+        let partial = None;
+        self.conns.insert(
+            conn,
+            Connection {
+                kind,
+                framer,
+                partial,
+            },
+        );
         if let ConnKind::Route(route) = kind {
             self.route_connected(route, conn);
         }
@@ -208,7 +227,9 @@ impl Proxy {
             return;
         };
         connection.framer.push(bytes);
+        let mut whole = false;
         while let Some(frame) = self.conns.get_mut(&conn).and_then(|c| c.framer.pop()) {
+            whole = true;
             match frame {
                 Ok(Frame::Ping) => {
                     self.stats.keepalives += 1;
@@ -218,6 +239,41 @@ impl Proxy {
                 Err(error) => self.on_frame_error(conn, error, now),
             }
         }
+        self.watch_partial(conn, whole, now);
+    }
+
+    /// Arms the message timeout when part of a message waits in the framer (again when a whole
+    /// message was taken from it: what is left began now), disarms it when nothing waits. A
+    /// head sent a byte a second is cut off, not held until the idle timeout.
+    fn watch_partial(&mut self, conn: ConnId, whole: bool, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let waiting = c.framer.buffered() > 0 && !c.framer.is_failed();
+        match (waiting, c.partial) {
+            (true, Some(_)) if !whole => {}
+            (false, None) => {}
+            (waiting, armed) => {
+                if let Some(timer) = armed {
+                    self.timers.cancel(timer);
+                }
+                c.partial = waiting.then(|| {
+                    let at = now + self.config.message_timeout;
+                    self.timers.insert(at, Timer::MessageTimeout { conn })
+                });
+            }
+        }
+    }
+
+    /// A message did not arrive whole in time: the connection is closed.
+    fn message_timeout(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.partial = None; // it fired
+        self.stats.message_timeouts += 1;
+        self.actions.push_back(Action::Close { conn });
+        self.drop_connection(conn, now);
     }
 
     /// Fires every timer due at `now`.
@@ -228,6 +284,7 @@ impl Proxy {
                 Timer::ServerLinger { key } => {
                     self.servers.remove(&key);
                 }
+                Timer::MessageTimeout { conn } => self.message_timeout(conn, now),
                 Timer::BindingExpiry { aor, binding } => {
                     self.registrar.expire(&aor, binding, now, &mut self.actions)
                 }
@@ -423,7 +480,7 @@ impl Proxy {
         if !tx.complete(bytes.clone(), payload.clone()) {
             return; // never a second final response
         }
-        self.timers.insert(
+        let linger = self.timers.insert(
             now + self.config.timer_f(),
             Timer::ServerLinger { key: key.clone() },
         );
@@ -444,6 +501,9 @@ impl Proxy {
                     status: response.status,
                 });
             }
+        }
+        for timer in self.servers.completed(key, linger) {
+            self.timers.cancel(timer);
         }
     }
 
@@ -468,6 +528,9 @@ impl Proxy {
         let Some(connection) = self.conns.remove(&conn) else {
             return;
         };
+        if let Some(timer) = connection.partial {
+            self.timers.cancel(timer);
+        }
         // Answers still get recorded, for a retransmission over a new connection.
         self.servers.detach(conn);
         self.registrar

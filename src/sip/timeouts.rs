@@ -4,6 +4,7 @@
 //! transactions hold the [`TimerKey`](super::timers::TimerKey) that cancels their timer: with
 //! both in one file, `timers` and `transaction` would import each other.
 
+use super::actions::ConnId;
 use super::config::RouteId;
 use super::transaction::ServerKey;
 
@@ -18,4 +19,6 @@ pub(crate) enum Timer {
     BindingExpiry { aor: String, binding: u64 },
     /// The back-off after a failed route connection is over.
     RouteRetry { route: RouteId },
+    /// Part of a message has waited on this connection for the message timeout: close it.
+    MessageTimeout { conn: ConnId },
 }

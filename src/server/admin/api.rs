@@ -285,9 +285,6 @@ mod tests {
             CredentialError::KeyAccessDenied {
                 thumbprint: thumbprint.clone(),
                 principal: "RTCService".into(),
-                denial: crate::store::Denial::KeyAcl {
-                    right: crate::store::Right::Read,
-                },
             },
             CredentialError::UnusableKey {
                 thumbprint,

@@ -228,6 +228,30 @@ fn sip(registry: &mut Registry, handle: &ServiceHandle) {
         "SIP responses received (relayed from peers)",
         s.responses,
     );
+    gauge(
+        registry,
+        "sip_server_transactions",
+        "Server transactions held now (in progress, and completed ones kept for retransmissions)",
+        s.server_transactions,
+    );
+    let released = Family::<Labels, Counter>::default();
+    for (cap, n) in [
+        ("connection", s.released_per_connection),
+        ("total", s.released_total),
+    ] {
+        released.get_or_create(&labels(&[("cap", cap)])).inc_by(n);
+    }
+    registry.register(
+        "sip_transactions_released_early",
+        "Completed server transactions released before their linger ended, by the cap that did it ([sip] max_completed_transactions_per_connection, max_completed_transactions)",
+        released,
+    );
+    counter(
+        registry,
+        "sip_message_timeouts",
+        "Connections closed because a message did not arrive whole within [sip] message_timeout_ms of its first byte",
+        s.message_timeouts,
+    );
     let sent = Family::<Labels, Counter>::default();
     for ((method, status), n) in handle.metrics.responses_sent() {
         sent.get_or_create(&labels(&[

@@ -488,7 +488,8 @@ fn unfixed(shared: &Shared2, state: &ServerState) -> Vec<String> {
             .is_ok_and(|c| {
                 snapshot
                     .store
-                    .can_open(c.thumbprint(), &config.service.principal)
+                    .open_key(c.thumbprint(), &config.service.principal)
+                    .is_ok()
             });
         if !(works_now && survives_restart) {
             out.push(id.to_string());
