@@ -179,14 +179,19 @@ pub struct Inputs<'a> {
 }
 
 impl Inputs<'_> {
-    /// The `fix` command that resolves a rebind or a lost ACL: `--live` when a server runs.
+    /// The `fix` command that resolves a rebind or a lost ACL: `--live` when a server runs and
+    /// every connection started in it; when some did not (restarted after the renewal), a live
+    /// swap cannot start them, so: fix on disk, then restart serve.
     fn fix_command(&self) -> String {
-        let live = if self.running.is_some() {
-            " --live"
-        } else {
-            ""
-        };
-        format!("lcs-sim fix {}{live}", quote(self.dir))
+        let dir = quote(self.dir);
+        match self.running {
+            None => format!("lcs-sim fix {dir}"),
+            Some(r) if r.any_not_started() => format!(
+                "lcs-sim fix {dir}, then restart serve: kill -TERM {}; lcs-sim serve {dir}",
+                r.pid
+            ),
+            Some(_) => format!("lcs-sim fix {dir} --live"),
+        }
     }
 
     fn dir(&self) -> String {

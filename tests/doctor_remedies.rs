@@ -220,3 +220,40 @@ fn fix_live_to_makes_the_running_server_present_the_chosen_certificate() {
     });
     assert!(presented.is_some(), "still the old certificate: {text}");
 }
+
+#[test]
+fn after_a_restart_that_failed_the_remedy_is_fix_then_restart_and_it_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = common::cli::init(&tmp);
+    let d = open(&dir);
+    let d_str = dir.to_str().unwrap();
+    ok(&["store", "renew", d_str, original(&d).as_str()]);
+    // Restarted after the renewal: TLS and MTLS do not start (the reference is archived).
+    let serve = Serve::start(&dir);
+    let (status, found) = findings(&dir);
+    assert_eq!(status, 1, "{found:?}");
+    assert!(
+        found.iter().any(|f| f["code"] == "not_started"),
+        "{found:?}"
+    );
+    let expected = format!(
+        "lcs-sim fix {d_str}, then restart serve: kill -TERM {}; lcs-sim serve {d_str}",
+        serve.child.id()
+    );
+    let archived: Vec<&Value> = found
+        .iter()
+        .filter(|f| f["code"] == "archived_reference")
+        .collect();
+    assert!(!archived.is_empty(), "{found:?}");
+    assert!(
+        archived.iter().all(|f| f["remedy"] == expected.as_str()),
+        "{archived:?}"
+    );
+
+    // The remedy as printed: fix on disk, then restart.
+    ok(&["fix", d_str]);
+    let (stopped, _) = serve.terminate();
+    assert!(stopped.success());
+    let _again = Serve::start(&dir);
+    assert_eq!(findings(&dir), (0, vec![]));
+}

@@ -38,7 +38,12 @@ pub fn missing_keys(
                     m.path.display(),
                     m.container
                 ),
-                remedy: format!("lcs-sim init {} --force", quote(dir)),
+                remedy: format!(
+                    "cp BACKUP/{} {}  # restore it; with no backup: lcs-sim init {} --force (re-creates the deployment)",
+                    m.path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+                    quote(&m.path),
+                    quote(dir)
+                ),
             });
         }
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use hyper::Method;
 
 use crate::server::admin::ServeFile;
-use crate::server::admin::api::{CertsEntry, CertsReport};
+use crate::server::admin::api::{CertsEntry, CertsReport, ConnectionState};
 use crate::server::admin::client;
 
 /// What a running server holds.
@@ -27,6 +27,16 @@ pub struct RunningCerts {
     pub pid: u32,
     /// Per connection and route, as `GET /certs` reports them.
     pub connections: Vec<CertsEntry>,
+}
+
+impl RunningCerts {
+    /// Whether some connection or route did not start in it (it was restarted after a
+    /// renewal, say): a live swap cannot start it, only a restart can.
+    pub fn any_not_started(&self) -> bool {
+        self.connections
+            .iter()
+            .any(|c| c.state == ConnectionState::NotStarted)
+    }
 }
 
 /// Whether a server runs for a deployment.
