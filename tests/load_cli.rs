@@ -472,3 +472,24 @@ fn merge_refuses_an_endless_input_at_the_size_cap() {
         "{stderr}"
     );
 }
+
+/// `load register`'s memory per connection says what it is: the load did not start the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_labels_its_memory_figure() {
+    let (_tmp, d) = deployment();
+    let live = Live::start(&d).await;
+    let line = format!(
+        "load register --target {} --ca {} --server-name lcs01.contoso.com --users 2 --duration 1s --quiet --server-pid {}",
+        live.addr("tls-5061"),
+        d.ca_path().display(),
+        std::process::id()
+    );
+    let out = lcs_sim(args(&line)).await;
+    live.stop().await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("KiB per connection of this run (this run did not start the server"),
+        "{text}"
+    );
+}

@@ -557,7 +557,10 @@ fn text(r: &Report) -> String {
     }
     if let Some(m) = &r.server {
         s.push_str(&format!(
-            "  server pid {}: {} connections held, RSS {} -> {} KiB, {:.1} KiB per connection\n",
+            "  server pid {}: {} connections held, RSS {} -> {} KiB, {:.1} KiB per connection of this run \
+             (this run did not start the server: the figure is its RSS growth while these connections \
+             were opened, over their number; connections it already held, other clients and its own \
+             allocations in that time count too)\n",
             m.pid,
             m.connections,
             m.rss_before_kib,

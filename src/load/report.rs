@@ -70,7 +70,10 @@ pub struct SecondRow {
     pub p99_us: u64,
 }
 
-/// What the load saw of the server's memory (register mode, server on this machine).
+/// What the load saw of the server's memory (register mode, server on this machine). The load
+/// never starts the server, so the figure is the growth of a server that may already have held
+/// connections and served other clients: an upper bound on this run's connections' cost, not a
+/// measurement of it alone (the text says so).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ServerMemory {
     /// The server's process id.
