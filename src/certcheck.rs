@@ -33,7 +33,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{CertRef, Config, Transport};
 use crate::pki::Thumbprint;
-use crate::store::{Store, StoredCert};
+use crate::store::{Access, Denial, Store, StoredCert};
 
 /// What a connection does with its certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -170,11 +170,14 @@ pub enum Problem {
         /// What was looked for.
         thumbprint: Thumbprint,
     },
-    /// The principal may not open the private key (`NTE_BAD_KEYSET`): KB836410.
-    #[error("{principal} cannot open the private key: 0x80090016 NTE_BAD_KEYSET")]
+    /// The principal may not open the private key (on Windows `NTE_BAD_KEYSET`): KB836410.
+    #[error("{principal} cannot open the private key: {}", .denial.platform_error().short())]
     KeyUnreadable {
         /// The service principal.
         principal: String,
+        /// Why the store refused it.
+        #[serde(skip)]
+        denial: Denial,
     },
     /// `now` is after the certificate's notAfter.
     #[error("expired at {}", rfc3339(*.not_after))]
@@ -246,10 +249,10 @@ pub fn check(store: &Store, thumbprint: &Thumbprint, need: &Need<'_>) -> Vec<Pro
         }
     };
     let mut problems = Vec::new();
-    // The certificate was found, so opening its key can only be refused by the ACL.
-    if store.open_key(thumbprint, need.principal).is_err() {
+    if let Ok(Access::Denied(denial)) = store.key_access(thumbprint, need.principal) {
         problems.push(Problem::KeyUnreadable {
             principal: need.principal.to_string(),
+            denial,
         });
     }
     problems.extend(validity(cert, need.now));

@@ -315,15 +315,19 @@ fn archived(inputs: &Inputs<'_>, id: &str, cert: &StoredCert) -> (Finding, Optio
     };
     let principal = &inputs.config.service.principal;
     let unreadable = successor
-        .filter(|s| inputs.store.open_key(s.thumbprint(), principal).is_err())
-        .map(|s| Finding {
+        .and_then(|s| {
+            let access = inputs.store.key_access(s.thumbprint(), principal).ok()?;
+            Some((s, access.denial()?.platform_error()))
+        })
+        .map(|(s, error)| Finding {
             severity: Severity::Error,
             code: Code::SuccessorKeyUnreadable,
             connection: id.into(),
             certificate: Some(CertSummary::of(s)),
             message: format!(
-                "{principal} cannot open the private key of the successor {}: rebinding {id} to it alone would fail (0x80090016 NTE_BAD_KEYSET)",
-                s.info.thumbprint
+                "{principal} cannot open the private key of the successor {}: rebinding {id} to it alone would fail ({})",
+                s.info.thumbprint,
+                error.short()
             ),
             remedy: inputs.fix_command(),
         });
@@ -404,10 +408,11 @@ fn from_problem(
 ) -> Finding {
     let thumb = &cert.info.thumbprint;
     let (code, message, remedy) = match problem {
-        Problem::KeyUnreadable { principal } => (
+        Problem::KeyUnreadable { principal, denial } => (
             Code::KeyUnreadable,
             format!(
-                "{principal} cannot open the private key of {thumb} (0x80090016 NTE_BAD_KEYSET): TLS handshakes on {id} fail"
+                "{principal} cannot open the private key of {thumb} ({}): TLS handshakes on {id} fail",
+                denial.platform_error().short()
             ),
             inputs.fix_command(),
         ),

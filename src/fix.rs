@@ -220,7 +220,7 @@ pub fn plan(config: &Config, store: &Store, scope: &[String]) -> FixPlan {
                 thumbprint: thumbprint.clone(),
             });
         }
-        let readable = store.open_key(&thumbprint, &principal).is_ok();
+        let readable = store.can_open(&thumbprint, &principal);
         if !readable && !out.grants.contains(&thumbprint) {
             out.grants.push(thumbprint);
         }

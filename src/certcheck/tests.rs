@@ -8,11 +8,12 @@ use time::{Duration, OffsetDateTime};
 
 use super::*;
 use crate::pki::{self, KeyAlgorithm, LeafSpec, Serial, TestPki};
-use crate::store::{Acl, RenewalPolicy, Store};
+use crate::store::{Acl, RenewalPolicy, Right, Store};
 
 const NOW: OffsetDateTime = time::macros::datetime!(2026-06-01 00:00 UTC);
 const SERVER: &str = "lcs01.contoso.com";
 const PRINCIPAL: &str = "RTCService";
+const READ_DENIED: Denial = Denial::KeyAcl { right: Right::Read };
 
 /// A deployment's PKI made long enough ago that it also covers certificates that have expired.
 struct Fixture {
@@ -104,7 +105,8 @@ fn a_key_without_the_service_principal_is_unreadable() {
     assert_eq!(
         f.check(&t, Usage::Server),
         [Problem::KeyUnreadable {
-            principal: PRINCIPAL.into()
+            principal: PRINCIPAL.into(),
+            denial: READ_DENIED,
         }]
     );
 }
@@ -125,6 +127,7 @@ fn a_kb836410_renewal_leaves_old_and_new_unreadable() {
         .unwrap();
     let unreadable = [Problem::KeyUnreadable {
         principal: PRINCIPAL.into(),
+        denial: READ_DENIED,
     }];
     assert_eq!(f.check(&old, Usage::Mutual), unreadable);
     assert_eq!(f.check(&renewal.new, Usage::Mutual), unreadable);
@@ -281,6 +284,7 @@ fn problems_serialise_with_their_stable_names() {
         },
         Problem::KeyUnreadable {
             principal: PRINCIPAL.into(),
+            denial: READ_DENIED,
         },
         Problem::Expired { not_after: NOW },
         Problem::NotYetValid { not_before: NOW },

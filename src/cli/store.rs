@@ -312,7 +312,7 @@ fn renew(dir: &Path, thumbprint: &str, policy: RenewalPolicy) -> CmdResult {
         let principal = &config.service.principal;
         // A running server keeps the certificate it found at start and opens its key on every
         // handshake: what matters now is the old key, at the next restart the new one.
-        if store.open_key(&r.old, principal).is_err() {
+        if !store.can_open(&r.old, principal) {
             outln!(
                 "  {principal} can no longer read the key: running TLS listeners fail new handshakes"
             );
@@ -321,7 +321,7 @@ fn renew(dir: &Path, thumbprint: &str, policy: RenewalPolicy) -> CmdResult {
                 "  {principal} can still read the old key: running listeners carry on until the next restart"
             );
         }
-        if store.open_key(&r.new, principal).is_err() {
+        if !store.can_open(&r.new, principal) {
             outln!(
                 "  {principal} has no read on the new key: rebinding must also grant it (`lcs-sim fix` does both)"
             );

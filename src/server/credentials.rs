@@ -23,7 +23,7 @@ use rustls::sign::CertifiedKey;
 
 use crate::config::CertRef;
 use crate::pki::Thumbprint;
-use crate::store::{DiskStore, IndexStamp, Store, StoreError};
+use crate::store::{Denial, DiskStore, IndexStamp, Store, StoreError};
 use crate::winerr;
 
 /// One version of the store with its parsed keys.
@@ -162,15 +162,18 @@ pub enum CredentialError {
         /// The archived certificate with that reference, if any.
         archived_as: Option<Thumbprint>,
     },
-    /// The principal may not open the private key (`NTE_BAD_KEYSET`).
+    /// The principal may not open the private key (on Windows `NTE_BAD_KEYSET`); the store's
+    /// platform said why.
     #[error(
-        "{principal} cannot open the private key of {thumbprint}: 0x80090016 NTE_BAD_KEYSET \"Keyset does not exist\""
+        "{principal} cannot open the private key of {thumbprint}: {}", .denial.platform_error()
     )]
     KeyAccessDenied {
         /// The certificate.
         thumbprint: Thumbprint,
         /// The service principal.
         principal: String,
+        /// Why the store refused it.
+        denial: Denial,
     },
     /// The key is there but unusable for TLS.
     #[error("the private key of {thumbprint} cannot sign: {reason}")]
@@ -192,8 +195,8 @@ impl CredentialError {
         }
     }
 
-    /// The Windows error it stands for, printed as the event log shows it.
-    pub fn windows_error(&self) -> String {
+    /// The platform error it stands for, printed as the event log shows it.
+    pub fn platform_error(&self) -> String {
         match self {
             CredentialError::NotFound { .. } => {
                 format!(
@@ -201,7 +204,7 @@ impl CredentialError {
                     winerr::format(winerr::CRYPT_E_NOT_FOUND)
                 )
             }
-            CredentialError::KeyAccessDenied { .. } => winerr::format(winerr::NTE_BAD_KEYSET),
+            CredentialError::KeyAccessDenied { denial, .. } => denial.platform_error().to_string(),
             CredentialError::UnusableKey { .. } => {
                 winerr::format(winerr::SEC_E_UNKNOWN_CREDENTIALS)
             }
@@ -331,9 +334,10 @@ fn certified_key(
         .store
         .open_key(thumbprint, principal)
         .map_err(|e| match e {
-            StoreError::AccessDenied { .. } => CredentialError::KeyAccessDenied {
+            StoreError::AccessDenied { denial, .. } => CredentialError::KeyAccessDenied {
                 thumbprint: thumbprint.clone(),
                 principal: principal.into(),
+                denial,
             },
             other => CredentialError::UnusableKey {
                 thumbprint: thumbprint.clone(),

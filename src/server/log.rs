@@ -118,7 +118,7 @@ impl ServiceLog {
                 .with("principal", principal)
                 .with("reason", error.reason())
         };
-        let cause = error.windows_error();
+        let cause = error.platform_error();
         self.record(details(self.event(
             ids::CERTIFICATE_UNAVAILABLE,
             Level::Error,

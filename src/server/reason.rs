@@ -163,6 +163,9 @@ mod tests {
         let denied = CredentialError::KeyAccessDenied {
             thumbprint: t.clone(),
             principal: "RTCService".into(),
+            denial: crate::store::Denial::KeyAcl {
+                right: crate::store::Right::Read,
+            },
         };
         assert_eq!(
             HandshakeFailure::from_credential(&denied).name(),

@@ -637,6 +637,9 @@ mod tests {
             CredentialError::KeyAccessDenied {
                 thumbprint,
                 principal: "RTCService".into(),
+                denial: crate::store::Denial::KeyAcl {
+                    right: crate::store::Right::Read,
+                },
             }
             .reason(),
             CredentialError::NotFound {

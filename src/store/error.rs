@@ -3,17 +3,17 @@
 use std::path::PathBuf;
 
 use crate::pki::{PkiError, Serial, Thumbprint};
-use crate::store::Right;
+use crate::store::{Denial, Right};
 use crate::winerr;
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The principal may not open the private key: the KB836410 condition. Windows reports it as
-    /// `NTE_BAD_KEYSET` 0x80090016 "Keyset does not exist".
+    /// The principal may not open the private key: the KB836410 condition. The message ends with
+    /// the platform's error (Windows: `NTE_BAD_KEYSET` 0x80090016 "Keyset does not exist").
     #[error(
-        "{principal} has no {right} access to the private key of {thumbprint}: 0x80090016 NTE_BAD_KEYSET \"Keyset does not exist\""
+        "{principal} has no {right} access to the private key of {thumbprint}: {}", .denial.platform_error()
     )]
     AccessDenied {
         /// The certificate whose key was asked for.
@@ -22,6 +22,8 @@ pub enum StoreError {
         principal: String,
         /// The right that was needed.
         right: Right,
+        /// Why the platform refused it.
+        denial: Denial,
     },
     /// No certificate's thumbprint starts with the query.
     #[error(
@@ -123,7 +125,7 @@ impl StoreError {
     /// The Windows error code this failure surfaces as, if it has one.
     pub fn windows_code(&self) -> Option<u32> {
         match self {
-            StoreError::AccessDenied { .. } => Some(winerr::NTE_BAD_KEYSET),
+            StoreError::AccessDenied { denial, .. } => denial.platform_error().windows_code(),
             StoreError::NotFound { .. } => Some(winerr::CRYPT_E_NOT_FOUND),
             _ => None,
         }

@@ -14,12 +14,14 @@
 //! formats `openssl` reads (PEM certificates and PKCS#8 keys, a JSON index), writing atomically so
 //! a running server in another process never sees half a change.
 
+mod access;
 mod acl;
 mod chain;
 mod disk;
 mod error;
 mod model;
 
+pub use access::{Access, Denial, PlatformError};
 pub use acl::{Ace, Acl, DEFAULT_PRINCIPALS, Right};
 pub use disk::{DiskStore, IndexStamp, MissingKey};
 pub use error::StoreError;

@@ -7,7 +7,7 @@ use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{Acl, Right, StoreError};
+use super::{Access, Acl, Right, StoreError};
 use crate::pki::{
     self, CertInfo, CertificateAuthority, KeyAlgorithm, LeafSpec, Serial, Thumbprint,
 };
@@ -264,6 +264,27 @@ impl Store {
         Ok(&self.container_of(thumbprint)?.acl)
     }
 
+    /// Can `principal` open the private key of `thumbprint` now, and if not, why? The question
+    /// everything above the store asks; the key's platform answers it. Fails only when there is
+    /// no such certificate.
+    pub fn key_access(
+        &self,
+        thumbprint: &Thumbprint,
+        principal: &str,
+    ) -> Result<Access, StoreError> {
+        Ok(self
+            .container_of(thumbprint)?
+            .acl
+            .access(principal, Right::Read))
+    }
+
+    /// Whether `principal` may open the private key of `thumbprint` now (`false` when there is
+    /// no such certificate): [`Store::key_access`] for a caller that needs no reason.
+    pub fn can_open(&self, thumbprint: &Thumbprint, principal: &str) -> bool {
+        self.key_access(thumbprint, principal)
+            .is_ok_and(|a| a.is_granted())
+    }
+
     /// Opens a certificate's private key as `principal`, who needs read (or full control).
     /// This is the check every TLS handshake of the emulated server goes through.
     pub fn open_key(
@@ -272,11 +293,12 @@ impl Store {
         principal: &str,
     ) -> Result<&PrivatePkcs8KeyDer<'static>, StoreError> {
         let container = self.container_of(thumbprint)?;
-        if !container.acl.allows(principal, Right::Read) {
+        if let Access::Denied(denial) = container.acl.access(principal, Right::Read) {
             return Err(StoreError::AccessDenied {
                 thumbprint: thumbprint.clone(),
                 principal: principal.to_string(),
                 right: Right::Read,
+                denial,
             });
         }
         Ok(&container.key)

@@ -285,6 +285,9 @@ mod tests {
             CredentialError::KeyAccessDenied {
                 thumbprint: thumbprint.clone(),
                 principal: "RTCService".into(),
+                denial: crate::store::Denial::KeyAcl {
+                    right: crate::store::Right::Read,
+                },
             },
             CredentialError::UnusableKey {
                 thumbprint,

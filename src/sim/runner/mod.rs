@@ -488,8 +488,7 @@ fn unfixed(shared: &Shared2, state: &ServerState) -> Vec<String> {
             .is_ok_and(|c| {
                 snapshot
                     .store
-                    .open_key(c.thumbprint(), &config.service.principal)
-                    .is_ok()
+                    .can_open(c.thumbprint(), &config.service.principal)
             });
         if !(works_now && survives_restart) {
             out.push(id.to_string());
