@@ -7,11 +7,13 @@
 //! [`Access`], whose [`Denial`] says why in a typed form with a stable [`Denial::name`] (for
 //! reports, counters and labels) and the [`PlatformError`] the platform reports it as (for event
 //! texts). The platform's own rules decide it, beside the store's model of the key: the
-//! Windows ACL in [`super::Acl::access`]. Code above the store never matches on platform
+//! Windows ACL in [`super::Acl::access`], the kernel's file permissions in
+//! [`super::posix::decide`]. Code above the store never matches on platform
 //! strings or platform variants: it reads the name, the error and the display text.
 
 use std::fmt;
 
+use super::posix::PosixDenial;
 use super::{Acl, Right};
 use crate::winerr;
 
@@ -50,6 +52,16 @@ pub enum Denial {
         /// The right that was needed.
         right: Right,
     },
+    /// POSIX: the kernel refuses to open the key file for reading (`EACCES`); the inner value
+    /// says which check refused (`mode`, `acl_entry`, `acl_mask`, `directory_search`,
+    /// `selinux_label`).
+    Posix(PosixDenial),
+}
+
+impl From<PosixDenial> for Denial {
+    fn from(d: PosixDenial) -> Self {
+        Denial::Posix(d)
+    }
 }
 
 impl Denial {
@@ -57,6 +69,7 @@ impl Denial {
     pub fn name(&self) -> &'static str {
         match self {
             Denial::KeyAcl { .. } => "key_acl",
+            Denial::Posix(d) => d.name(),
         }
     }
 
@@ -64,6 +77,7 @@ impl Denial {
     pub fn platform_error(&self) -> PlatformError {
         match self {
             Denial::KeyAcl { .. } => PlatformError::Windows(winerr::NTE_BAD_KEYSET),
+            Denial::Posix(_) => PlatformError::Posix(Errno::Eacces),
         }
     }
 }
@@ -74,6 +88,7 @@ impl fmt::Display for Denial {
             Denial::KeyAcl { right } => {
                 write!(f, "the key container's ACL grants no {right}")
             }
+            Denial::Posix(d) => d.fmt(f),
         }
     }
 }
@@ -85,6 +100,25 @@ pub enum PlatformError {
     /// A Windows `HRESULT` (see [`crate::winerr`]): `0x80090016 NTE_BAD_KEYSET "Keyset does not
     /// exist"`.
     Windows(u32),
+    /// A POSIX `errno`: `EACCES (13) "Permission denied"`.
+    Posix(Errno),
+}
+
+/// The `errno` values a key file's access check yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Errno {
+    /// `EACCES` (13), "Permission denied".
+    Eacces,
+}
+
+impl Errno {
+    /// The number, the symbolic name and the message (`strerror`).
+    pub fn describe(self) -> (i32, &'static str, &'static str) {
+        match self {
+            Errno::Eacces => (13, "EACCES", "Permission denied"),
+        }
+    }
 }
 
 impl PlatformError {
@@ -95,6 +129,7 @@ impl PlatformError {
             PlatformError::Windows(code) => {
                 format!("0x{code:08X} {}", winerr::describe(code).0)
             }
+            PlatformError::Posix(errno) => errno.describe().1.to_string(),
         }
     }
 
@@ -102,6 +137,7 @@ impl PlatformError {
     pub fn windows_code(self) -> Option<u32> {
         match self {
             PlatformError::Windows(code) => Some(code),
+            PlatformError::Posix(_) => None,
         }
     }
 }
@@ -110,6 +146,10 @@ impl fmt::Display for PlatformError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PlatformError::Windows(code) => f.write_str(&winerr::format(*code)),
+            PlatformError::Posix(errno) => {
+                let (number, name, text) = errno.describe();
+                write!(f, "{name} ({number}) \"{text}\"")
+            }
         }
     }
 }
@@ -158,6 +198,24 @@ mod tests {
             !Acl::for_service("RTCService")
                 .access("RTCService", Right::FullControl)
                 .is_granted()
+        );
+    }
+
+    #[test]
+    fn a_posix_denial_keeps_its_name_and_reports_eacces() {
+        let denial = Denial::from(PosixDenial::SelinuxLabel {
+            label: "user_home_t".into(),
+        });
+        assert_eq!(denial.name(), "selinux_label");
+        assert_eq!(
+            denial.platform_error().to_string(),
+            "EACCES (13) \"Permission denied\""
+        );
+        assert_eq!(denial.platform_error().short(), "EACCES");
+        assert_eq!(denial.platform_error().windows_code(), None);
+        assert_eq!(
+            denial.to_string(),
+            "SELinux type user_home_t is not readable by the service's domain"
         );
     }
 }

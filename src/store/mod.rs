@@ -20,8 +20,9 @@ mod chain;
 mod disk;
 mod error;
 mod model;
+pub mod posix;
 
-pub use access::{Access, Denial, PlatformError};
+pub use access::{Access, Denial, Errno, PlatformError};
 pub use acl::{Ace, Acl, DEFAULT_PRINCIPALS, Right};
 pub use disk::{DiskStore, IndexStamp, MissingKey};
 pub use error::StoreError;
