@@ -267,3 +267,31 @@ fn auto_rebind_refuses_an_unreadable_successor_and_the_live_fix_ends_the_outage(
     assert_eq!(fix.rebound, sorted(&CERTIFICATE_CONNECTIONS));
     assert_eq!(fix.clients_reconnected, fix.clients);
 }
+
+/// The validated maximum of users runs (issue 15 §5, issue 19 §1), in a test-size form: 10,000
+/// users arrive over the first minute and all reconnect after a restart at 40 s. Before, the
+/// reconnect burst panicked turmoil ("server socket buffer full": a 64-SYN backlog), and past
+/// 4,096 connections the simulated service closed users before the handshake
+/// (`closed_during_handshake`), a limit of the process's file descriptors a simulated host has not.
+#[test]
+fn ten_thousand_users_connect_and_all_reconnect_after_a_restart() {
+    let toml = "name = \"ten-thousand\"\nduration = \"75s\"\nsample_interval = \"15s\"\n\
+                [users]\ncount = 10000\nhosts = 2\n\
+                [[step]]\nat = \"40s\"\naction = \"restart\"\n\
+                [expect]\nunfixed = []\nevery_message_answered_once = true\n";
+    let scenario = Scenario::parse(toml, std::path::Path::new("ten-thousand.toml")).unwrap();
+    let r = sim::run(&scenario, 19).unwrap();
+    assert!(r.passed(), "{:#?}", r.failed_checks());
+    let reasons: Vec<&str> = r.connect_failures.keys().map(String::as_str).collect();
+    assert!(
+        reasons.iter().all(|&k| k == "connection_refused"),
+        "{:?}",
+        r.connect_failures
+    );
+    assert_eq!(r.starts.len(), 2);
+    // About 7,500 users have arrived by 45 s, 5 s after the restart dropped every connection.
+    let after_restart = r.series.iter().find(|s| s.t == 45).unwrap();
+    assert!(after_restart.tls_connections > 7_000, "{after_restart:?}");
+    let last = r.series.last().unwrap();
+    assert!(last.tls_connections > 9_900, "{last:?}");
+}

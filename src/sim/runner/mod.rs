@@ -142,6 +142,8 @@ struct Shared2 {
     clock: SimClock,
     /// `[server] auto_rebind`: the service rebinds renewed certificates by itself.
     auto_rebind: bool,
+    /// Each listener's connection cap: see [`connection_cap`].
+    max_connections: u32,
 }
 
 /// Runs `scenario` with `seed`. A panic inside the run (turmoil's limits, say) is caught and
@@ -179,6 +181,7 @@ fn run_caught(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
         restart,
         clock: clock.clone(),
         auto_rebind: scenario.server.auto_rebind,
+        max_connections: connection_cap(scenario.users.count),
     });
     let recorder: Shared = Arc::default();
     let mut sim = turmoil::Builder::new()
@@ -222,6 +225,15 @@ fn run_caught(scenario: &Scenario, seed: u64) -> Result<Outcome, SimError> {
 /// segments ahead of its reader, which no SIP exchange here is.
 fn tcp_capacity(users: usize) -> usize {
     users.saturating_add(64)
+}
+
+/// The service's per-listener connection cap in the simulation: `serve` derives it from the
+/// process's file-descriptor limit, which a simulated host does not have, and [`ServiceOptions`]'
+/// default (4096) would close every user past it before the handshake. Every user and the peer
+/// fit, and below 4,032 users the cap is the default, so those reports do not change.
+fn connection_cap(users: usize) -> u32 {
+    let default = ServiceOptions::default().default_max_connections;
+    u32::try_from(users.saturating_add(64)).map_or(u32::MAX, |n| n.max(default))
 }
 
 /// The server, the federation peer and the users' hosts.
@@ -354,6 +366,7 @@ async fn server_host(shared: Arc<Shared2>, world: Arc<World>) -> turmoil::Result
             instance,
             auto_rebind: shared.auto_rebind,
             on_auto_rebind: Some(record_auto_rebind(&shared.config, &shared.state)),
+            default_max_connections: shared.max_connections,
             ..ServiceOptions::default()
         };
         let running = server::start(TurmoilNet, ctx, options).await;
