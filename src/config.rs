@@ -331,26 +331,18 @@ impl Config {
     /// The LCS layout `init` and the simulation use: TLS, mutual TLS and TCP listeners on
     /// loopback (ids `tls-PORT`, `mtls-PORT`, `tcp-PORT`) and one mutual-TLS route to
     /// `federated_domain` at `next_hop` (id `route-DOMAIN`), every TLS one naming `cert`.
-    ///
-    /// # Panics
-    /// If `next_hop` is not `host:port`: callers pass a constant or input parsed as a
-    /// [`HostPort`] already (`init --peer-address`).
     pub fn standard(
         service: Service,
         cert: &CertRef,
         [tls_port, mtls_port, tcp_port]: [u16; 3],
         federated_domain: &str,
-        next_hop: &str,
+        next_hop: HostPort,
     ) -> Config {
         let listen = |kind: ListenerKind, port: u16| Connection {
             id: format!("{}-{port}", kind.transport().to_string().to_lowercase()),
             kind,
             address: loopback(),
             port,
-        };
-        let next_hop = match next_hop.parse::<HostPort>() {
-            Ok(h) => h,
-            Err(e) => panic!("Config::standard: {e}"),
         };
         Config {
             service,

@@ -252,14 +252,17 @@ impl Deployment {
             serial,
         };
         // Checked before `Config::standard`, which takes the next hop as already valid.
-        if let Err(e) = opts.peer_address.parse::<crate::config::HostPort>() {
-            return Err(crate::input::invalid(
-                &d.config_path(),
-                "route[0].next_hop",
-                e.to_string(),
-            )
-            .into());
-        }
+        let next_hop = match opts.peer_address.parse::<crate::config::HostPort>() {
+            Ok(hop) => hop,
+            Err(e) => {
+                return Err(crate::input::invalid(
+                    &d.config_path(),
+                    "route[0].next_hop",
+                    e.to_string(),
+                )
+                .into());
+            }
+        };
         let mut config = Config::standard(
             Service {
                 server: fqdn.clone(),
@@ -270,7 +273,7 @@ impl Deployment {
             &cert_ref,
             [opts.tls_port, opts.mtls_port, opts.tcp_port],
             &opts.federated_domain,
-            &opts.peer_address,
+            next_hop,
         );
         config.admin.port = opts.admin_port;
         config.validate(&d.config_path())?;

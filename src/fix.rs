@@ -354,7 +354,10 @@ mod tests {
             &reference,
             [5061, 5062, 5060],
             "fabrikam.com",
-            "127.0.0.1:5071",
+            crate::config::HostPort {
+                host: "127.0.0.1".into(),
+                port: 5071,
+            },
         );
         (config, store, pki)
     }

@@ -124,7 +124,10 @@ pub fn build(seed: u64, t1_ms: u64, age: Duration, lifetime: Duration) -> Result
         &cert_ref,
         [TLS_PORT, MTLS_PORT, TCP_PORT],
         FEDERATED_DOMAIN,
-        &format!("{PEER_HOST}:{MTLS_PORT}"),
+        crate::config::HostPort {
+            host: PEER_HOST.into(),
+            port: MTLS_PORT,
+        },
     );
     config.sip = SipSettings {
         t1_ms,
