@@ -62,13 +62,16 @@ pub enum Action {
         payload: Payload,
     },
     /// Close the connection after writing what was sent before. The proxy already considers it
-    /// closed; calling [`Proxy::connection_closed`] for it afterwards is harmless.
+    /// closed; calling [`Proxy::connection_closed`](super::Proxy::connection_closed) for it
+    /// afterwards is harmless.
     Close {
         /// The connection.
         conn: ConnId,
     },
-    /// Open the route's connection, then call [`Proxy::connection_opened`] with
-    /// [`ConnKind::Route`], or [`Proxy::route_connect_failed`].
+    /// Open the route's connection, then call
+    /// [`Proxy::connection_opened`](super::Proxy::connection_opened) with
+    /// [`ConnKind::Route`], or
+    /// [`Proxy::route_connect_failed`](super::Proxy::route_connect_failed).
     ConnectRoute {
         /// The route.
         route: RouteId,

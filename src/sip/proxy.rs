@@ -117,7 +117,9 @@ struct RouteState {
     queue: VecDeque<String>,
 }
 
-/// The sans-IO registrar and stateful proxy. See the [module documentation](self).
+/// The sans-IO registrar and stateful proxy. How it routes, and why every request gets exactly
+/// one final response: the doc of its module, src/sip/proxy.rs (private, so only
+/// `cargo doc --document-private-items` shows it).
 pub struct Proxy {
     config: ProxyConfig,
     conns: BTreeMap<ConnId, Connection>,

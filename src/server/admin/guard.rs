@@ -14,7 +14,7 @@
 //! 3. A state-changing request (any method but GET and HEAD) needs `Content-Type:
 //!    application/json`, even with an empty body, or 415: a form cannot send it, and a page
 //!    that wants to must ask first (a CORS preflight, which nothing here answers).
-//! 4. It also needs `Authorization: Bearer <token>` ([`super::token`], in `serve.json`), or
+//! 4. It also needs `Authorization: Bearer <token>` (the token `serve` writes to `serve.json`), or
 //!    401: other local processes that cannot read the deployment cannot change it either.
 //!
 //! `GET /healthz`, `/metrics` and `/certs` need no token (probes and Prometheus scrape them),

@@ -62,7 +62,7 @@ pub async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 /// Serves the endpoint on `listener` until the task is dropped, under the `[admin]` cap and
-/// timeouts of the running service's lcs.toml (see [`accept`]).
+/// timeouts of the running service's lcs.toml (see `accept` in this module).
 pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) -> std::io::Result<()> {
     let settings = state.handle.config.admin.clone();
     let connections = Arc::new(AdminMetrics::default());
@@ -321,7 +321,7 @@ fn asked(handle: &ServiceHandle, request: &RebindRequest) -> Result<Vec<String>,
 /// reason, not reported `unchanged`). A connection that did not start is reported
 /// `not_started` (a restart is the only help) and does not hold back the others. On a refusal
 /// every connection asked for is reported: the refused with their reasons, the others `held`.
-/// `Err` is bad input (a 400), see [`asked`].
+/// `Err` is bad input (a 400), see `asked` in this module.
 pub fn rebind_to_configured(
     handle: &ServiceHandle,
     config: &Config,

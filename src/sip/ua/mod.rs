@@ -236,8 +236,9 @@ impl Agent {
     }
 
     /// The connection is up: waiting requests are written, and a REGISTER is sent if the
-    /// agent keeps a registration and none is waiting already.
-    pub fn connection_up(&mut self, now: Instant, ids: IdSource) {
+    /// agent keeps a registration and none is waiting already. Returns that REGISTER's id, so
+    /// a shell that accounts for every REGISTER can tell its outcome from the others.
+    pub fn connection_up(&mut self, now: Instant, ids: IdSource) -> Option<RequestId> {
         self.connected = true;
         self.connecting = false;
         self.framer = Framer::new(self.config.max_message_size);
@@ -247,9 +248,7 @@ impl Agent {
                 self.outputs.push_back(Output::Transmit(bytes));
             }
         }
-        if self.registration.is_some() && !waiting_register {
-            self.send_register(now, ids);
-        }
+        (self.registration.is_some() && !waiting_register).then(|| self.send_register(now, ids))
     }
 
     /// The connection is gone (or could not be made): every outstanding request is
@@ -290,17 +289,16 @@ impl Agent {
         }
     }
 
-    /// Fires what is due at `now`: transaction timeouts, then a registration refresh.
-    pub fn handle_timeout(&mut self, now: Instant, ids: IdSource) {
+    /// Fires what is due at `now`: transaction timeouts, then a registration refresh. Returns
+    /// the refresh REGISTER's id, if one was sent.
+    pub fn handle_timeout(&mut self, now: Instant, ids: IdSource) -> Option<RequestId> {
         self.expire(now);
         let due = self
             .registration
             .as_ref()
             .and_then(|r| r.refresh_at)
             .is_some_and(|at| at <= now);
-        if due && self.connected {
-            self.send_register(now, ids);
-        }
+        (due && self.connected).then(|| self.send_register(now, ids))
     }
 
     /// Fires only the transaction timeouts due at `now`; a refresh that is due waits for

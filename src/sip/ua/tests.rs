@@ -187,6 +187,49 @@ fn expire_fires_timeouts_but_leaves_a_due_refresh_to_handle_timeout() {
 }
 
 #[test]
+fn the_registers_the_agent_makes_itself_are_named_by_their_outcomes() {
+    let (t0, mut ids) = (base(), counter());
+    let mut a = agent();
+    assert_eq!(
+        a.connection_up(t0, &mut ids),
+        None,
+        "nothing to register yet"
+    );
+    let first = a.register(t0, contact(), 60, &mut ids);
+    drain(&mut a);
+    a.connection_down(t0);
+    drain(&mut a);
+    let again = a.connection_up(t0, &mut ids).expect("a new REGISTER");
+    assert_ne!(again, first);
+    let (sent, _) = drain(&mut a);
+    a.receive(t0, &Response::for_request(&sent[0], 200).to_bytes());
+    let answered = Output::Event(AgentEvent::Answered {
+        request: again,
+        status: 200,
+    });
+    assert!(drain(&mut a).1.contains(&answered));
+    let early = t0 + Duration::from_secs(29);
+    assert_eq!(
+        a.handle_timeout(early, &mut ids),
+        None,
+        "no refresh before 30 s"
+    );
+    let refresh = a
+        .handle_timeout(t0 + Duration::from_secs(30), &mut ids)
+        .expect("the refresh");
+    let (sent, _) = drain(&mut a);
+    a.receive(t0, &Response::for_request(&sent[0], 423).to_bytes());
+    let (_, events) = drain(&mut a);
+    assert_eq!(
+        events,
+        vec![Output::Event(AgentEvent::Answered {
+            request: refresh,
+            status: 423
+        })]
+    );
+}
+
+#[test]
 fn losing_the_connection_abandons_everything_and_reregisters_on_the_next() {
     let (t0, mut ids) = (base(), counter());
     let mut a = agent();
@@ -280,7 +323,7 @@ proptest! {
         };
         for input in inputs {
             match input {
-                Input::Up => a.connection_up(now, &mut ids),
+                Input::Up => given.extend(a.connection_up(now, &mut ids)),
                 Input::Down => a.connection_down(now),
                 Input::Send => {
                     let req = message(&a, &mut ids);
@@ -299,7 +342,7 @@ proptest! {
                     while let Some(at) = a.poll_timeout().filter(|at| *at <= now) {
                         rounds += 1;
                         prop_assert!(rounds < 10_000, "handle_timeout makes progress");
-                        a.handle_timeout(at, &mut ids);
+                        given.extend(a.handle_timeout(at, &mut ids));
                         collect(&mut a, &mut written, &mut outcomes);
                     }
                 }
@@ -309,8 +352,10 @@ proptest! {
         a.connection_down(now);
         collect(&mut a, &mut written, &mut outcomes);
         prop_assert_eq!(a.outstanding(), 0);
-        // The ids handed out, and the agent's own REGISTERs', are 1..=requests_made.
-        prop_assert!(given.iter().all(|id| id.0 <= a.requests_made()));
+        // Every request made was named to the shell when it was made, the agent's own
+        // REGISTERs too: the ids handed out are exactly 1..=requests_made.
+        let made: Vec<RequestId> = (1..=a.requests_made()).map(RequestId).collect();
+        prop_assert_eq!(&given, &made);
         for n in 1..=a.requests_made() {
             prop_assert_eq!(outcomes.get(&RequestId(n)).copied(), Some(1), "request {}", n);
         }
