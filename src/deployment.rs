@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::atomic::atomic_write;
 use crate::config::{CertRef, Config, ConfigError, Service};
-use crate::eventlog::{Event, EventLog, EventLogError, Level, ids};
+use crate::eventlog::{Event, EventLog, EventLogError, Level, LogContents, ids};
 use crate::pki::{
     self, CertificateAuthority, KeyAlgorithm, LeafSpec, PkiError, Serial, TestPki, Thumbprint,
 };
@@ -171,9 +171,18 @@ impl Deployment {
         Config::load(&self.config_path())
     }
 
-    /// The certificate store.
+    /// The certificate store, whose changes' events go to the event log.
     pub fn store(&self) -> DiskStore {
-        DiskStore::at(self.root.join("store"))
+        DiskStore::at(self.root.join("store")).with_event_log(self.event_log())
+    }
+
+    /// The event log as a reader should see it: events a killed store writer committed but
+    /// did not append are delivered first (see [`DiskStore::deliver_events`]).
+    pub fn read_events(&self) -> Result<LogContents, EventLogError> {
+        // A store that cannot be read must not hide the log; the store commands say what is
+        // wrong with it.
+        let _ = self.store().deliver_events();
+        self.event_log().read_all()
     }
 
     /// The application event log.
@@ -328,7 +337,8 @@ impl Deployment {
     }
 
     /// Auto-enrollment renewal of a certificate in the store, logged as Windows logs it
-    /// (event 1001, "certificate replaced", with both thumbprints).
+    /// (event 1001, "certificate replaced", with both thumbprints). The event commits with the
+    /// renewal, so a kill after the commit never loses it.
     pub fn renew(
         &self,
         thumbprint_or_prefix: &str,
@@ -336,12 +346,12 @@ impl Deployment {
         now: OffsetDateTime,
     ) -> Result<Renewal, DeploymentError> {
         let ca = self.issuing_ca()?;
-        let renewal = self.store().update(|store| {
+        Ok(self.store().update_logged(|store| {
             let thumbprint = store.find(thumbprint_or_prefix)?.thumbprint().clone();
-            store.renew(&thumbprint, policy, &ca, now, Serial::random())
-        })?;
-        self.event_log().append(&renewal_event(&renewal, now))?;
-        Ok(renewal)
+            let renewal = store.renew(&thumbprint, policy, &ca, now, Serial::random())?;
+            let event = renewal_event(&renewal, now);
+            Ok((renewal, vec![event]))
+        })?)
     }
 }
 

@@ -80,7 +80,7 @@ pub fn run(args: DoctorArgs) -> CmdResult {
             return report(&args, &config, &findings, "the store is incomplete");
         }
     };
-    let contents = d.event_log().read_all()?;
+    let contents = d.read_events()?;
     super::events::warn_damaged(&contents.damaged);
     let events = contents.events;
     let trust = Trust::load(&d.ca_path())?;

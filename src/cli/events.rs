@@ -36,7 +36,7 @@ pub(super) fn warn_damaged(damaged: &[lcs_sim::eventlog::DamagedLine]) {
 
 pub fn run(args: EventsArgs) -> CmdResult {
     let d = Deployment::open(&args.dir)?;
-    let contents = d.event_log().read_all()?;
+    let contents = d.read_events()?;
     warn_damaged(&contents.damaged);
     let events: Vec<_> = contents
         .events

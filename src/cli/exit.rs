@@ -92,6 +92,7 @@ fn store_code(e: &StoreError) -> u8 {
     match e {
         StoreError::Io { source, .. } => io_code(source),
         StoreError::Pki(p) => pki_code(p),
+        StoreError::EventLog(l) => event_log_code(l),
         _ => INPUT,
     }
 }

@@ -13,6 +13,10 @@
 //! a change writes any new files first and then replaces `index.json` atomically (temp file,
 //! fsync, rename, fsync of the folder). A reader in another process, such as a running server,
 //! sees either the old index or the new one, and every file either index names exists.
+//!
+//! A change's events (event 1001 for a renewal) commit in the same index, in its outbox, and
+//! are appended to the deployment's event log afterwards (see `outbox`), so a kill between the
+//! two never loses one.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,8 +25,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 
+use super::outbox::{Outbox, Pending, crash_point};
 use super::{Acl, KeyContainer, Store, StoreError, StoredCert};
 use crate::atomic::atomic_write;
+use crate::eventlog::{Event, EventLog};
 use crate::pki::{CertInfo, Thumbprint, to_pem};
 
 const FORMAT: &str = "lcs-sim-store/1";
@@ -34,6 +40,30 @@ struct Index {
     format: String,
     certificates: Vec<CertEntry>,
     key_containers: Vec<ContainerEntry>,
+    /// The last number given to an event of the outbox (absent until the first).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    last_event_seq: u64,
+    /// Events committed with a change and not yet known to be in the event log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    outbox: Vec<Pending>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Index {
+    fn take_outbox(&mut self) -> Outbox {
+        Outbox {
+            last_seq: self.last_event_seq,
+            pending: std::mem::take(&mut self.outbox),
+        }
+    }
+
+    fn set_outbox(&mut self, outbox: &Outbox) {
+        self.last_event_seq = outbox.last_seq;
+        self.outbox = outbox.pending.clone();
+    }
 }
 
 /// A certificate whose key container's file is gone (see [`DiskStore::missing_keys`]).
@@ -83,12 +113,24 @@ pub struct IndexStamp {
 #[derive(Debug, Clone)]
 pub struct DiskStore {
     dir: PathBuf,
+    log: Option<EventLog>,
 }
 
 impl DiskStore {
     /// The store in `dir` (not read until [`DiskStore::load`]).
     pub fn at(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            log: None,
+        }
+    }
+
+    /// The same store, delivering its changes' events to `log`. Without a log, events
+    /// committed by [`update_logged`](Self::update_logged) wait in the outbox until a store
+    /// with one opens the folder.
+    pub fn with_event_log(mut self, log: EventLog) -> Self {
+        self.log = Some(log);
+        self
     }
 
     /// The folder.
@@ -171,6 +213,18 @@ impl DiskStore {
 
     /// Reads and checks the whole store.
     pub fn load(&self) -> Result<Store, StoreError> {
+        self.build(self.read_index()?)
+    }
+
+    /// The store and its outbox.
+    fn load_with_outbox(&self) -> Result<(Store, Outbox), StoreError> {
+        let mut index = self.read_index()?;
+        let outbox = index.take_outbox();
+        Ok((self.build(index)?, outbox))
+    }
+
+    /// Reads index.json and checks its format.
+    fn read_index(&self) -> Result<Index, StoreError> {
         let index_path = self.index_path();
         let text = match fs::read_to_string(&index_path) {
             Ok(text) => text,
@@ -198,6 +252,11 @@ impl DiskStore {
                 "this store was written by another version of lcs-sim",
             ));
         }
+        Ok(index)
+    }
+
+    /// Reads the files `index` names and checks that they fit together.
+    fn build(&self, index: Index) -> Result<Store, StoreError> {
         let mut keys = Vec::new();
         for entry in index.key_containers {
             let path = self.file(&entry.file)?;
@@ -269,13 +328,27 @@ impl DiskStore {
         })
     }
 
-    /// Writes `store`: new certificate and key files first, then the index atomically.
+    /// Writes `store`: new certificate and key files first, then the index atomically. Events
+    /// waiting in the outbox stay there.
     pub fn save(&self, store: &Store) -> Result<(), StoreError> {
+        let outbox = match self.read_index() {
+            Ok(mut index) => index.take_outbox(),
+            Err(_) => Outbox::default(),
+        };
+        self.commit(store, &outbox)
+    }
+
+    /// Writes any new certificate and key files, then commits `store` and `outbox` in one
+    /// replacement of index.json.
+    fn commit(&self, store: &Store, outbox: &Outbox) -> Result<(), StoreError> {
         let mut index = Index {
             format: FORMAT.into(),
             certificates: Vec::new(),
             key_containers: Vec::new(),
+            last_event_seq: 0,
+            outbox: Vec::new(),
         };
+        index.set_outbox(outbox);
         for key in store.containers() {
             let file = format!("keys/{}.pem", key.name);
             let path = self.dir.join(&file);
@@ -304,7 +377,12 @@ impl DiskStore {
                 renewed_by: cert.renewed_by.clone(),
             });
         }
-        let mut json = serde_json::to_string_pretty(&index).expect("the index serialises");
+        crash_point("before-commit");
+        self.write_index(&index)
+    }
+
+    fn write_index(&self, index: &Index) -> Result<(), StoreError> {
+        let mut json = serde_json::to_string_pretty(index).expect("the index serialises");
         json.push('\n');
         let index_path = self.index_path();
         atomic_write(&index_path, json.as_bytes(), None).map_err(StoreError::io(&index_path))
@@ -316,23 +394,72 @@ impl DiskStore {
         &self,
         change: impl FnOnce(&mut Store) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let lock_path = self.lock_path();
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(StoreError::io(&lock_path))?;
-        lock.lock().map_err(StoreError::io(&lock_path))?;
-        let mut store = self.load()?;
-        let out = change(&mut store)?;
-        self.save(&store)?;
+        self.update_logged(|store| Ok((change(store)?, Vec::new())))
+    }
+
+    /// [`update`](Self::update) for a change with events: they commit in the same index as the
+    /// change and are then appended to the event log (see `outbox`). Events an earlier writer
+    /// left undelivered are delivered first. A failure to append after the commit is not the
+    /// change's failure: the events wait in the outbox for the next open.
+    pub fn update_logged<T>(
+        &self,
+        change: impl FnOnce(&mut Store) -> Result<(T, Vec<Event>), StoreError>,
+    ) -> Result<T, StoreError> {
+        let _lock = self.lock()?;
+        let (mut store, mut outbox) = self.load_with_outbox()?;
+        self.try_deliver(&mut outbox);
+        let (out, events) = change(&mut store)?;
+        outbox.push(events);
+        self.commit(&store, &outbox)?;
+        if !outbox.pending.is_empty() {
+            crash_point("after-commit");
+            if self.try_deliver(&mut outbox) {
+                crash_point("after-delivery");
+                // Committed already; should emptying the outbox fail, the next open finds the
+                // events in the log and does not append them again.
+                let _ = self.commit(&store, &outbox);
+            }
+        }
         Ok(out)
+    }
+
+    /// Appends the events a killed writer left in the outbox to the event log, and empties it;
+    /// returns how many the log lacked. Cheap when there are none (index.json is read without
+    /// the lock). Readers of the log (`lcs-sim events`, `doctor`) call it first.
+    pub fn deliver_events(&self) -> Result<usize, StoreError> {
+        let Some(log) = &self.log else {
+            return Ok(0);
+        };
+        if self.read_index()?.outbox.is_empty() {
+            return Ok(0);
+        }
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let mut outbox = index.take_outbox();
+        let appended = outbox.deliver(log)?;
+        index.set_outbox(&outbox);
+        self.write_index(&index)?;
+        Ok(appended)
+    }
+
+    /// Delivers `outbox` if there is a log; whether it is empty now. A log that cannot be
+    /// written leaves the events in the outbox.
+    fn try_deliver(&self, outbox: &mut Outbox) -> bool {
+        match &self.log {
+            Some(log) => outbox.deliver(log).is_ok(),
+            None => outbox.pending.is_empty(),
+        }
     }
 
     /// Runs `f` under the store's lock without reading or writing the store: for a write beside
     /// it (lcs.toml's references) that must not race a `fix` or a `store renew`.
     pub fn locked<T>(&self, f: impl FnOnce() -> T) -> Result<T, StoreError> {
+        let _lock = self.lock()?;
+        Ok(f())
+    }
+
+    /// Takes the store's lock (released when the file is dropped).
+    fn lock(&self) -> Result<fs::File, StoreError> {
         let lock_path = self.lock_path();
         let lock = fs::OpenOptions::new()
             .create(true)
@@ -341,7 +468,7 @@ impl DiskStore {
             .open(&lock_path)
             .map_err(StoreError::io(&lock_path))?;
         lock.lock().map_err(StoreError::io(&lock_path))?;
-        Ok(f())
+        Ok(lock)
     }
 
     fn lock_path(&self) -> PathBuf {

@@ -113,6 +113,9 @@ pub enum StoreError {
         /// What to do about it.
         hint: String,
     },
+    /// The event log a change's events go to could not be read or appended to.
+    #[error(transparent)]
+    EventLog(#[from] crate::eventlog::EventLogError),
     /// There is no store in the folder.
     #[error("{} holds no certificate store (no index.json); create a deployment with `lcs-sim init DIR`", .path.display())]
     NoStore {

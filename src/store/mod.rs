@@ -20,6 +20,7 @@ mod chain;
 mod disk;
 mod error;
 mod model;
+mod outbox;
 pub mod posix;
 
 pub use access::{Access, Denial, Errno, PlatformError};
@@ -27,3 +28,4 @@ pub use acl::{Ace, Acl, DEFAULT_PRINCIPALS, Right};
 pub use disk::{DiskStore, IndexStamp, MissingKey};
 pub use error::StoreError;
 pub use model::{KeyContainer, Renewal, RenewalPolicy, Store, StoredCert};
+pub use outbox::SEQ_DETAIL;
