@@ -6,6 +6,8 @@
 //! once with `EPIPE`), and a reader that takes a few bytes and goes away while a large output
 //! (over twice a pipe buffer, 64 KiB on Linux) is still being written.
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -15,7 +17,7 @@ use lcs_sim::deployment::{Deployment, InitOptions};
 use lcs_sim::pki::Serial;
 use lcs_sim::store::RenewalPolicy;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lcs-sim");
+use common::cli::{LCS, lcs};
 
 /// A scenario that runs in a fraction of a second.
 const TINY: &str = r#"
@@ -38,7 +40,7 @@ action = "renew"
 fn into_closed_pipe(args: &[&str]) -> Output {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    Command::new(BIN)
+    Command::new(LCS)
         .args(args)
         .stdin(Stdio::null())
         .stdout(writer)
@@ -59,12 +61,7 @@ fn assert_quiet_exit_with(args: &[&str], out: &Output, code: i32) {
 
 /// The command prints something when stdout is read (so the closed pipe is written to).
 fn prints(args: &[&str]) -> usize {
-    read(args).stdout.len()
-}
-
-/// The command with its output read to the end.
-fn read(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
+    lcs(args).stdout.len()
 }
 
 fn renewed_deployment(tmp: &tempfile::TempDir, renewals: usize) -> (Deployment, String) {
@@ -118,7 +115,7 @@ fn every_command_ends_quietly_when_stdout_is_closed() {
         vec!["reproduce", "--scenario", s(&scenario), "--format", "junit"],
     ];
     for args in &read_only {
-        let read = read(args);
+        let read = lcs(args);
         assert!(!read.stdout.is_empty(), "lcs-sim {args:?} prints nothing");
         let code = read.status.code().unwrap();
         assert_quiet_exit_with(args, &into_closed_pipe(args), code);
@@ -158,7 +155,7 @@ fn a_reader_that_leaves_early_ends_a_large_output_quietly() {
         prints(&args) > 128 * 1024,
         "lcs-sim {args:?}: output too small to fill a pipe"
     );
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(LCS)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -177,18 +174,15 @@ fn a_closed_pipe_keeps_the_exit_code_the_findings_decide() {
     let tmp = tempfile::tempdir().unwrap();
     let (d, thumb) = renewed_deployment(&tmp, 1);
     let dir = s(d.root());
-    let revoked = Command::new(BIN)
-        .args(["store", "revoke", dir, &thumb, "RTCService"])
-        .output()
-        .unwrap();
+    let revoked = lcs(&["store", "revoke", dir, &thumb, "RTCService"]);
     assert!(revoked.status.success(), "{revoked:?}");
     for args in [vec!["doctor", dir], vec!["doctor", dir, "--format", "json"]] {
-        let read = Command::new(BIN).args(&args).output().unwrap();
+        let read = lcs(&args);
         assert_eq!(read.status.code(), Some(1), "a broken deployment: {read:?}");
         // `doctor DIR | head -1`: the reader goes before or after the findings are known.
         for _ in 0..5 {
             assert_quiet_exit_with(&args, &into_closed_pipe(&args), 1);
-            let mut child = Command::new(BIN)
+            let mut child = Command::new(LCS)
                 .args(&args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
