@@ -214,9 +214,52 @@ pub fn serialize(e: serde_json::Error) -> Failure {
     Failure::internal(anyhow::Error::new(e).context("serializing the output"))
 }
 
+/// The message printed for a failure: the error and each cause in its chain, except a cause
+/// whose text the message already holds. Many errors name their file and print their OS error
+/// in their own message *and* keep it as their source (so callers can inspect it); printing the
+/// chain with `{:#}` then said "Is a directory (os error 21): Is a directory (os error 21)"
+/// (issue 15 §5). One rule here instead of a rule for each error type.
+pub fn message(error: &anyhow::Error) -> String {
+    let mut out = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct NamedIo {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated_and_others_are_kept() {
+        let e = anyhow::Error::new(NamedIo {
+            path: "d/store/index.json",
+            source: std::io::Error::from_raw_os_error(21),
+        });
+        assert_eq!(format!("{e:#}").matches("os error 21").count(), 2);
+        assert_eq!(
+            message(&e),
+            "d/store/index.json: Is a directory (os error 21)"
+        );
+        let wrapped = anyhow::Error::new(std::io::Error::from_raw_os_error(28))
+            .context("writing demo/lcs.toml");
+        assert_eq!(
+            message(&wrapped),
+            "writing demo/lcs.toml: No space left on device (os error 28)"
+        );
+    }
 
     #[test]
     fn a_full_disk_is_internal_and_a_missing_file_is_input() {

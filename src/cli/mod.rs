@@ -70,7 +70,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            eprintln!("error: {}", exit::message(&failure.error));
             ExitCode::from(failure.code)
         }
     }
