@@ -8,11 +8,11 @@ use common::cli::{lcs, lcs_ok as ok};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::bind_all_to;
 use lcs_sim::clock::{Clock, SystemClock};
-use lcs_sim::config::{CertRef, Config};
+use lcs_sim::config::Config;
 use lcs_sim::deployment::{Deployment, InitOptions};
-use lcs_sim::pki::{self, CertificateAuthority, KeyAlgorithm, LeafSpec, Serial, TestPki};
-use lcs_sim::store::Acl;
+use lcs_sim::pki::{LeafSpec, Serial, TestPki};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
@@ -88,36 +88,6 @@ fn edit_config(d: &Deployment, edit: impl FnOnce(&mut Config)) {
     let mut config = d.config().unwrap();
     edit(&mut config);
     config.save(&d.config_path()).unwrap();
-}
-
-/// Issues a certificate from `ca`, imports it with the service account's read, and points every
-/// connection and route at it.
-fn bind_all_to(d: &Deployment, ca: &CertificateAuthority, spec: &LeafSpec) -> CertRef {
-    let key = KeyAlgorithm::EcdsaP256.generate().unwrap();
-    let serial = Serial::random();
-    let der = pki::issue_leaf(
-        ca,
-        spec,
-        &key,
-        &serial,
-        now() - Duration::days(1),
-        now() + Duration::days(300),
-    )
-    .unwrap();
-    d.store()
-        .update(|s| s.import(der, key, Acl::for_service("RTCService")))
-        .unwrap();
-    let reference = CertRef {
-        issuer: ca.info().subject,
-        serial,
-    };
-    edit_config(d, |c| {
-        let ids: Vec<String> = c.cert_refs().map(|(id, _)| id.to_string()).collect();
-        for id in ids {
-            *c.certificate_mut(&id).unwrap() = reference.clone();
-        }
-    });
-    reference
 }
 
 #[test]

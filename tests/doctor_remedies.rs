@@ -7,6 +7,7 @@ mod common;
 
 use std::path::Path;
 
+use common::bind_all_to;
 use common::cli::{Serve, lcs, lcs_ok as ok, poll, presented_serial};
 use lcs_sim::clock::{Clock, SystemClock};
 use lcs_sim::config::Config;
@@ -47,17 +48,6 @@ fn open(dir: &Path) -> Deployment {
 fn original(d: &Deployment) -> Thumbprint {
     let store = d.store().load().unwrap();
     store.list(false).next().unwrap().thumbprint().clone()
-}
-
-/// Points every connection and route at a new certificate for `spec` from `ca`.
-fn bind_all_to(d: &Deployment, ca: &lcs_sim::pki::CertificateAuthority, spec: &LeafSpec) {
-    let (_, reference) = common::issue_into_store(d, ca, spec);
-    let mut config = d.config().unwrap();
-    let ids: Vec<String> = config.cert_refs().map(|(id, _)| id.to_string()).collect();
-    for id in ids {
-        *config.certificate_mut(&id).unwrap() = reference.clone();
-    }
-    config.save(&d.config_path()).unwrap();
 }
 
 fn assert_remedies_fix_it(dir: &Path, code: &str, original: &Thumbprint) {

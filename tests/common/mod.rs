@@ -222,3 +222,19 @@ pub fn issue_into_store(
     };
     (thumbprint, reference)
 }
+
+/// [`issue_into_store`], then points every connection and route of `d` at the new certificate.
+pub fn bind_all_to(
+    d: &Deployment,
+    ca: &lcs_sim::pki::CertificateAuthority,
+    spec: &lcs_sim::pki::LeafSpec,
+) -> lcs_sim::config::CertRef {
+    let (_, reference) = issue_into_store(d, ca, spec);
+    let mut config = d.config().unwrap();
+    let ids: Vec<String> = config.cert_refs().map(|(id, _)| id.to_string()).collect();
+    for id in ids {
+        *config.certificate_mut(&id).unwrap() = reference.clone();
+    }
+    config.save(&d.config_path()).unwrap();
+    reference
+}
